@@ -1,0 +1,46 @@
+"""keras-tx: the Transformer family, from the RNN to image GPT, as Keras 3 layers."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"',
+    (HERE / "keras_tx" / "__init__.py").read_text(),
+    re.M,
+).group(1)
+
+# Versions measured to work together (see ARCHITECTURE.md, "Versions known to work").
+INSTALL_REQUIRES = [
+    "tensorflow==2.21.*",
+    "keras==3.15.*",
+    "keras-hub==0.32.*",
+    "tensorflow-datasets==4.9.10",
+    "importlib_resources>=6",  # tfds 4.9.10 imports it on Python 3.11 without declaring it
+    "streamlit==1.67.*",
+    "tensorboard==2.21.*",
+    "pillow>=10",
+    "numpy>=1.26,<3",
+]
+
+EXTRAS = {
+    "test": ["pytest>=9,<10", "pytest-xdist==3.*", "scipy>=1.11", "jax[cpu]>=0.10.2,<0.13"],
+    "notebooks": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6", "matplotlib>=3.8"],
+    "bench": ["psutil>=5.9"],
+}
+EXTRAS["dev"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
+
+setup(
+    name="keras-tx",
+    version=VERSION,
+    description="The Transformer family from the RNN to image GPT, as readable Keras 3 layers.",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_tx", "keras_tx.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["keras-tx=keras_tx.cli:main"]},
+)
