@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "streamlit==1.67.*",
     "tensorboard==2.21.*",
     "pillow>=10",
+    "scikit-learn>=1.5,<2",  # k-means for image GPT's palette; its digits are the offline image default
     "numpy>=1.26,<3",
 ]
 
