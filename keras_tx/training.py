@@ -92,6 +92,9 @@ def make_strategy(name="auto", cpu_replicas=None, tpu=None):
     if name == "multi-worker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError("--strategy multi-worker needs the TF_CONFIG environment variable (see README).")
+        from keras_tx import distribute_fix
+
+        distribute_fix.apply()  # keras-team/keras#20585: model.fit fails under this strategy without it
         return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
     tf.config.experimental_connect_to_cluster(resolver)
