@@ -285,6 +285,7 @@ def fit(
             validation_data=validation_data,
             validation_steps=validation_steps,
             callbacks=callback_list,
+            shuffle=False,  # the dataset is already in its (seeded, resumable) order
             verbose=verbose,
         )
     return history.records
@@ -301,3 +302,8 @@ def _write_json(path, value):
 
 
 write_json = _write_json
+
+
+def remove_backup(out_dir):
+    """Delete out_dir/backup once a run has finished and its model is saved."""
+    shutil.rmtree(os.path.join(out_dir, "backup"), ignore_errors=True)

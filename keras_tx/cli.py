@@ -1,0 +1,219 @@
+"""The `keras-tx` command: train, use, evaluate and demo the models.
+
+    keras-tx train gpt --text-file input.txt --steps 2000 --out runs/gpt
+    keras-tx generate runs/gpt --prompt "ROMEO:" --max-new-tokens 200 --sampler top_k --top-k 10
+    keras-tx evaluate runs/gpt
+    keras-tx demo
+
+Errors a user can cause (a missing file, unknown characters, a directory that is not a model) print one line on
+stderr and exit with status 2, never a traceback.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SAMPLERS = ("greedy", "random", "top_k", "top_p", "beam")
+MAX_NEW_TOKENS = 2000  # an upper bound, so that a typo cannot start an hour of generation
+
+
+class UsageError(Exception):
+    """A user's mistake: reported in one line, exit status 2."""
+
+
+def _add_training_arguments(parser):
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", help="a TensorFlow Datasets name (e.g. tiny_shakespeare); default: built-in text")
+    data.add_argument("--text-file", help="a local UTF-8 text file")
+    data.add_argument("--data-dir", help="a directory with input.txt, or the tfds data directory with --dataset")
+    data.add_argument("--download", action="store_true", help="let tfds download the dataset (needs the network)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", required=True, help="the model directory to write")
+    run.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
+    run.add_argument("--batch-size", type=int, default=12, help="global batch size (default 12)")
+    run.add_argument("--eval-interval", type=int, default=250, help="steps between evaluations and backups")
+    run.add_argument("--eval-batches", type=int, default=200, help="validation batches per evaluation")
+    run.add_argument("--seed", type=int, default=1337)
+    run.add_argument("--deterministic", action="store_true", help="deterministic TF ops (slower)")
+    run.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="1: progress bar, 2: a line per eval")
+    run.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
+    optim = parser.add_argument_group("optimizer (nanoGPT's recipe)")
+    optim.add_argument("--learning-rate", type=float, default=1e-3)
+    optim.add_argument("--min-learning-rate", type=float, default=1e-4)
+    optim.add_argument("--warmup-steps", type=int, default=100)
+    optim.add_argument("--weight-decay", type=float, default=0.1)
+    optim.add_argument("--beta2", type=float, default=0.99)
+    optim.add_argument("--clip-norm", type=float, default=1.0, help="global gradient-norm clip")
+    optim.add_argument("--dropout", type=float, default=0.0)
+    scale = parser.add_argument_group("scale")
+    scale.add_argument("--strategy", default="auto", choices=("auto", "default", "mirrored", "multi-worker", "tpu"))
+    scale.add_argument("--cpu-replicas", type=int, help="with --strategy mirrored and no GPU: logical CPU replicas")
+    scale.add_argument("--tpu", help="TPU name or address for --strategy tpu")
+    scale.add_argument("--mixed-precision", choices=("float32", "float16", "bfloat16", "auto"), default=None)
+    scale.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
+                       help="XLA; Keras' auto turns it off on CPU and under tf.distribute")
+    scale.add_argument("--steps-per-execution", type=int, default=1)
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="keras-tx", description="The Transformer family as Keras 3 layers.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    verbs = parser.add_subparsers(dest="verb")
+
+    train = verbs.add_parser("train", help="train a model and write a model directory")
+    models = train.add_subparsers(dest="model", required=True)
+    gpt = models.add_parser("gpt", help="a character-level GPT (default: nanoGPT's CPU baby config)")
+    gpt.add_argument("--num-layers", type=int, default=4)
+    gpt.add_argument("--num-heads", type=int, default=4)
+    gpt.add_argument("--hidden-dim", type=int, default=128)
+    gpt.add_argument("--intermediate-dim", type=int, help="default 4 * hidden-dim")
+    gpt.add_argument("--context", type=int, default=64, help="tokens per training window = max length")
+    _add_training_arguments(gpt)
+    for cell in ("lstm", "rnn"):
+        rnn = models.add_parser(cell, help=f"a character-level {cell.upper()} language model")
+        rnn.add_argument("--num-layers", type=int, default=1)
+        rnn.add_argument("--embedding-dim", type=int, default=128)
+        rnn.add_argument("--units", type=int, default=512)
+        rnn.add_argument("--context", type=int, default=64, help="tokens per training window (backpropagation span)")
+        _add_training_arguments(rnn)
+
+    generate = verbs.add_parser("generate", help="continue a prompt with a language model")
+    generate.add_argument("model_dir")
+    generate.add_argument("--prompt", required=True)
+    generate.add_argument("--max-new-tokens", type=int, default=200)
+    generate.add_argument("--sampler", choices=SAMPLERS, default="top_k")
+    generate.add_argument("--temperature", type=float, default=1.0)
+    generate.add_argument("--top-k", type=int, default=10)
+    generate.add_argument("--top-p", type=float, default=0.9)
+    generate.add_argument("--num-beams", type=int, default=4)
+    generate.add_argument("--seed", type=int)
+
+    evaluate = verbs.add_parser("evaluate", help="print a model's metrics as one JSON line")
+    evaluate.add_argument("model_dir")
+    evaluate.add_argument("--dataset")
+    evaluate.add_argument("--text-file")
+    evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--batches", type=int, default=200, help="validation batches (language models)")
+    evaluate.add_argument("--batch-size", type=int, default=12)
+
+    demo = verbs.add_parser("demo", help="the interactive demo (Streamlit) on saved_models/")
+    demo.add_argument("--port", type=int, default=8501)
+    demo.add_argument("--models", default=None, help="the folder of model directories (default: saved_models/)")
+    return parser
+
+
+def _jit(value):
+    return {"auto": "auto", "on": True, "off": False}[value]
+
+
+def cmd_train(args):
+    from keras_tx import recipes
+
+    args.jit_compile = _jit(args.jit_compile)
+    if args.steps <= 0 or args.batch_size <= 0 or args.eval_interval <= 0:
+        raise UsageError("--steps, --batch-size and --eval-interval must be positive.")
+    if args.steps % args.eval_interval:
+        raise UsageError(f"--steps {args.steps} must be a multiple of --eval-interval {args.eval_interval}.")
+    if args.model in ("gpt", "lstm", "rnn"):
+        recipes.train_language_model(args)
+
+
+def cmd_generate(args):
+    from keras_tx import recipes
+
+    if not 0 < args.max_new_tokens <= MAX_NEW_TOKENS:
+        raise UsageError(f"--max-new-tokens must be between 1 and {MAX_NEW_TOKENS}, got {args.max_new_tokens}.")
+    model, tokenizer, _ = recipes.load_language_model(args.model_dir)
+    ids, note = recipes.prepare_prompt(tokenizer, args.prompt, getattr(model, "max_length", None), args.max_new_tokens)
+    if note:
+        print(note, file=sys.stderr)
+    sampling = dict(sampler=args.sampler, temperature=args.temperature, seed=args.seed)
+    if args.sampler == "top_k":
+        sampling["top_k"] = args.top_k
+    elif args.sampler == "top_p":
+        sampling["top_p"] = args.top_p
+    elif args.sampler == "beam":
+        sampling["num_beams"] = args.num_beams
+    tokens = recipes.generate_text(model, tokenizer, ids, args.max_new_tokens, **sampling)
+    print(args.prompt if note is None else tokenizer.decode(ids), end="")
+    print(tokenizer.decode(tokens[len(ids):]))
+
+
+def cmd_evaluate(args):
+    from keras_tx import artifacts, recipes
+
+    metadata = artifacts.read_metadata(args.model_dir)
+    if metadata.get("kind") != "language_model":
+        raise UsageError(f"evaluate does not know {metadata.get('kind', 'this')} models yet.")
+    import keras
+
+    from keras_tx.data.text import load_text, split_text
+
+    model, tokenizer, metadata = recipes.load_language_model(args.model_dir)
+    text = load_text(dataset=args.dataset, text_file=args.text_file, data_dir=args.data_dir)
+    _, val_text = split_text(text, 0.1)
+    val = recipes.random_window_batches(
+        tokenizer.encode(val_text), metadata["context"], args.batch_size, seed=1, total_steps=args.batches
+    )
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    loss = model.evaluate(val, verbose=0, return_dict=True)["loss"]
+    print(json.dumps({"model_dir": args.model_dir, "val_loss": round(float(loss), 4), "batches": args.batches}))
+
+
+def cmd_demo(args):
+    from keras_tx import demo_runner
+
+    return demo_runner.run(port=args.port, models_dir=args.models)
+
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow with its start-up chatter (oneDNN, CUDA probes) kept off stderr.
+
+    TF 2.21 prints those lines before its logging is configured, so TF_CPP_MIN_LOG_LEVEL cannot hide them; the
+    CLI's promise is one line on stderr for an error, so stderr is muted while TF starts (devices are only
+    listed, not initialized, so `--cpu-replicas` can still split the CPU afterwards).
+    """
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "demo": cmd_demo}
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    if args.version:
+        from keras_tx import __version__
+
+        print(__version__)
+        return 0
+    if not args.verb:
+        _parser().print_help()
+        return 2
+    if args.verb != "demo":
+        _import_tensorflow_quietly()
+    try:
+        return COMMANDS[args.verb](args) or 0
+    except (UsageError, ValueError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"keras-tx {args.verb}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"keras-tx {args.verb}: interrupted (a training run resumes from its last backup).", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Training recipes behind `keras-tx train VERB`: data -> model -> `training.fit` -> a model directory.
+
+Each recipe takes the parsed command-line arguments, so the command recorded in metadata.json is exactly what
+reproduces the directory. The language-model recipe follows nanoGPT's train.py: random windows of the training
+split, evaluation on a fixed set of random validation windows every `eval_interval` steps.
+"""
+
+import os
+import time
+
+import numpy as np
+
+from keras_tx import artifacts, training
+
+# nanoGPT's CPU "baby GPT" (README, shakespeare_char on a laptop): the default of `keras-tx train gpt`.
+GPT_DEFAULTS = dict(num_layers=4, num_heads=4, hidden_dim=128, context=64, batch_size=12, steps=2000)
+
+
+def random_window_batches(ids, sequence_length, batch_size, seed, start_step=0, total_steps=None):
+    """tf.data of (x, y) batches of random windows, batch i drawn from a stateless RNG keyed by (seed, i).
+
+    nanoGPT's `get_batch`: every batch picks `batch_size` random offsets. Keying the draw by the global step
+    makes the stream a pure function of the step, so a resumed run continues with exactly the batches an
+    uninterrupted run would have seen.
+    """
+    import tensorflow as tf
+
+    ids = np.asarray(ids, "int32")
+    if len(ids) <= sequence_length + 1:
+        raise ValueError(f"The text has {len(ids)} tokens, too few for windows of {sequence_length} (+1).")
+    tokens = tf.constant(ids)
+    high = len(ids) - sequence_length - 1
+
+    def batch(step):
+        starts = tf.random.stateless_uniform(
+            (batch_size,), seed=tf.stack([tf.cast(seed, tf.int64), step]), maxval=high + 1, dtype=tf.int64
+        )
+        windows = tf.map_fn(
+            lambda s: tf.slice(tokens, [s], [sequence_length + 1]), tf.cast(starts, tf.int32),
+            fn_output_signature=tf.TensorSpec([sequence_length + 1], tf.int32),
+        )
+        return windows[:, :-1], windows[:, 1:]  # (B, T) inputs and next-token targets
+
+    steps = tf.data.Dataset.range(start_step, total_steps) if total_steps else tf.data.Dataset.range(start_step, 2**62)
+    return steps.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _language_model(args, vocabulary_size):
+    from keras_tx.models import GPT, RNNLanguageModel
+
+    if args.model == "gpt":
+        return GPT(
+            vocabulary_size=vocabulary_size,
+            num_layers=args.num_layers,
+            num_heads=args.num_heads,
+            hidden_dim=args.hidden_dim,
+            intermediate_dim=args.intermediate_dim or 4 * args.hidden_dim,
+            max_length=args.context,
+            dropout=args.dropout,
+        )
+    return RNNLanguageModel(
+        vocabulary_size=vocabulary_size,
+        cell=args.model,
+        embedding_dim=args.embedding_dim,
+        units=args.units,
+        num_layers=args.num_layers,
+        dropout=args.dropout,
+    )
+
+
+def train_language_model(args):
+    """`keras-tx train {gpt,lstm,rnn}`: a character-level language model. Returns the metadata written."""
+    import keras
+
+    from keras_tx.data.text import load_text, split_text
+    from keras_tx.data.tokenizers import CharTokenizer
+
+    strategy = training.make_strategy(args.strategy, cpu_replicas=args.cpu_replicas, tpu=args.tpu)
+    policy = training.configure(seed=args.seed, deterministic=args.deterministic, mixed_precision=args.mixed_precision)
+    text = load_text(dataset=args.dataset, text_file=args.text_file, data_dir=args.data_dir, download=args.download)
+    train_text, val_text = split_text(text, 0.1)
+    tokenizer = CharTokenizer.from_text(text)
+    train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
+    print(f"{len(text):,} characters, vocabulary {tokenizer.vocabulary_size}; "
+          f"train {len(train_ids):,} / validation {len(val_ids):,} tokens (first 90% / last 10%).")
+
+    with strategy.scope():
+        model = _language_model(args, tokenizer.vocabulary_size)
+        model(np.zeros((1, args.context), "int32"))
+        optimizer = training.make_optimizer(
+            total_steps=args.steps,
+            learning_rate=args.learning_rate,
+            min_learning_rate=args.min_learning_rate,
+            warmup_steps=args.warmup_steps,
+            weight_decay=args.weight_decay,
+            beta_2=args.beta2,
+            clip_norm=args.clip_norm,
+        )
+        training.exclude_non_matrices(optimizer, model)
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=args.jit_compile,
+            steps_per_execution=args.steps_per_execution,
+        )
+    print(f"{args.model}: {model.count_params():,} parameters; {strategy.num_replicas_in_sync} replica(s), {policy}.")
+
+    seed = args.seed if args.seed is not None else 0
+    validation = random_window_batches(val_ids, args.context, args.batch_size, seed + 1, total_steps=args.eval_batches)
+    os.makedirs(args.out, exist_ok=True)
+    tokenizer.save(os.path.join(args.out, "tokenizer.json"))
+    start = time.perf_counter()
+    history = training.fit(
+        model,
+        lambda start_step: random_window_batches(train_ids, args.context, args.batch_size, seed, start_step, args.steps),
+        total_steps=args.steps,
+        steps_per_epoch=args.eval_interval,
+        out_dir=args.out,
+        validation_data=validation,
+        validation_steps=args.eval_batches,
+        tensorboard=not args.no_tensorboard,
+        verbose=args.verbose,
+    )
+    seconds = time.perf_counter() - start
+    final = history[-1] if history else {}
+    metrics = {
+        "val_loss": final.get("val_loss"),
+        "train_loss": final.get("loss"),
+        "best_val_loss": min((r["val_loss"] for r in history if "val_loss" in r), default=None),
+        "steps": args.steps,
+        "training_seconds_this_run": round(seconds, 1),
+    }
+    metadata = artifacts.save_model(
+        args.out,
+        model,
+        {
+            "kind": "language_model",
+            "architecture": args.model,
+            "config": model.get_config(),
+            "tokenizer": "tokenizer.json",
+            "dataset": args.text_file or args.dataset or (args.data_dir and f"{args.data_dir}/input.txt") or "pydoc_topics",
+            "split": "first 90% of characters train, last 10% validation",
+            "context": args.context,
+            "batch_size": args.batch_size,
+            "metrics": metrics,
+        },
+    )
+    training.remove_backup(args.out)
+    print(f"val loss {metrics['val_loss']:.4f} (train {metrics['train_loss']:.4f}) after {args.steps} steps; "
+          f"wrote {args.out}/")
+    return metadata
+
+
+def load_language_model(model_dir):
+    """(model, tokenizer, metadata) of a language-model directory."""
+    from keras_tx.data.tokenizers import CharTokenizer
+
+    model, metadata = artifacts.load_model(model_dir)
+    if metadata.get("kind") != "language_model":
+        raise ValueError(f"{model_dir} holds a {metadata.get('kind', 'unknown')} model, not a language model.")
+    path = os.path.join(model_dir, metadata.get("tokenizer", "tokenizer.json"))
+    if not os.path.isfile(path):
+        raise ValueError(f"{model_dir} has no tokenizer ({os.path.basename(path)} is missing).")
+    return model, CharTokenizer.load(path), metadata
+
+
+def prepare_prompt(tokenizer, prompt, context, max_new_tokens):
+    """Token ids of `prompt` ready for generation, and a note if it had to be trimmed.
+
+    Raises ValueError for an empty prompt or characters outside the vocabulary (the encoder names them).
+    """
+    if not prompt:
+        raise ValueError("The prompt is empty: give at least one character.")
+    ids = np.asarray(tokenizer.encode(prompt), "int32")
+    note = None
+    if context is not None:
+        room = max(context - min(max_new_tokens, context // 2), 1)
+        if len(ids) > room:
+            note = f"The prompt has {len(ids)} tokens; only its last {room} fit the model's context of {context}."
+            ids = ids[-room:]
+    return ids, note
+
+
+def generate_text(model, tokenizer, prompt_ids, max_new_tokens, **sampling):
+    """Generate `max_new_tokens` tokens past `prompt_ids`, beyond the model's context if need be.
+
+    A GPT's cache covers `max_length` positions; longer generations continue in chunks, each re-reading the last
+    half-context of text, as nanoGPT crops its context to the block size.
+    """
+    context = getattr(model, "max_length", None)
+    tokens = np.asarray(prompt_ids, "int32")
+    remaining = max_new_tokens
+    while remaining > 0:
+        if context is None:
+            chunk, window = remaining, tokens
+        else:
+            chunk = min(remaining, context // 2)
+            window = tokens[-(context - chunk):]
+        out = model.generate(window, max_new_tokens=chunk, **sampling)
+        new = np.asarray(out)[len(window):]
+        tokens = np.concatenate([tokens, new])
+        remaining -= chunk
+        if len(new) < chunk:  # a stop token ended it
+            break
+    return tokens
