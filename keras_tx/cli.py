@@ -14,6 +14,8 @@ import json
 import os
 import sys
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SAMPLERS = ("greedy", "random", "top_k", "top_p", "beam")
@@ -80,6 +82,24 @@ def _parser():
         rnn.add_argument("--context", type=int, default=64, help="tokens per training window (backpropagation span)")
         _add_training_arguments(rnn)
 
+    vit = models.add_parser("vit", help="a Vision Transformer image classifier (default data: digits)")
+    vit.add_argument("--patch-size", type=int, default=4)
+    vit.add_argument("--num-layers", type=int, default=6)
+    vit.add_argument("--num-heads", type=int, default=4)
+    vit.add_argument("--hidden-dim", type=int, default=128)
+    vit.add_argument("--mlp-dim", type=int, help="default 2 * hidden-dim")
+    resnet = models.add_parser("resnet", help="a small ResNet image classifier (the CNN baseline)")
+    resnet.add_argument("--width", type=int, default=32, help="channels of the first stage (64 = ResNet-18)")
+    resnet.add_argument("--blocks-per-stage", type=int, nargs="+", default=[2, 2, 2])
+    for image_model in (vit, resnet):
+        _add_training_arguments(image_model)
+        image_model.add_argument("--epochs", type=int, default=10)
+        image_model.add_argument("--train-size", type=int, help="use only the first N training images")
+        image_model.add_argument("--no-augment", action="store_true", help="no random shifts")
+        image_model.add_argument("--flip", action="store_true", help="also random horizontal flips")
+        image_model.set_defaults(batch_size=128, steps=None, eval_interval=None, warmup_steps=200,
+                                 weight_decay=0.05, beta2=0.999)
+
     generate = verbs.add_parser("generate", help="continue a prompt with a language model")
     generate.add_argument("model_dir")
     generate.add_argument("--prompt", required=True)
@@ -90,6 +110,11 @@ def _parser():
     generate.add_argument("--top-p", type=float, default=0.9)
     generate.add_argument("--num-beams", type=int, default=4)
     generate.add_argument("--seed", type=int)
+
+    classify = verbs.add_parser("classify", help="classify image files (PNG, JPEG, ...) with an image model")
+    classify.add_argument("model_dir")
+    classify.add_argument("images", nargs="+")
+    classify.add_argument("--top-k", type=int, default=3)
 
     evaluate = verbs.add_parser("evaluate", help="print a model's metrics as one JSON line")
     evaluate.add_argument("model_dir")
@@ -113,6 +138,11 @@ def cmd_train(args):
     from keras_tx import recipes
 
     args.jit_compile = _jit(args.jit_compile)
+    if args.model in ("vit", "resnet"):
+        if args.epochs <= 0 or args.batch_size <= 0:
+            raise UsageError("--epochs and --batch-size must be positive.")
+        recipes.train_image_classifier(args)
+        return None
     if args.steps <= 0 or args.batch_size <= 0 or args.eval_interval <= 0:
         raise UsageError("--steps, --batch-size and --eval-interval must be positive.")
     if args.steps % args.eval_interval:
@@ -142,10 +172,20 @@ def cmd_generate(args):
     print(tokenizer.decode(tokens[len(ids):]))
 
 
+def cmd_classify(args):
+    from keras_tx import recipes
+
+    model, metadata = recipes.load_image_classifier(args.model_dir)
+    for path, predictions in recipes.classify_files(model, metadata, args.images, args.top_k):
+        print(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in predictions))
+
+
 def cmd_evaluate(args):
     from keras_tx import artifacts, recipes
 
     metadata = artifacts.read_metadata(args.model_dir)
+    if metadata.get("kind") == "image_classifier":
+        return _evaluate_image_classifier(args, metadata)
     if metadata.get("kind") != "language_model":
         raise UsageError(f"evaluate does not know {metadata.get('kind', 'this')} models yet.")
     import keras
@@ -161,6 +201,20 @@ def cmd_evaluate(args):
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     loss = model.evaluate(val, verbose=0, return_dict=True)["loss"]
     print(json.dumps({"model_dir": args.model_dir, "val_loss": round(float(loss), 4), "batches": args.batches}))
+
+
+def _evaluate_image_classifier(args, metadata):
+    from keras_tx import recipes
+    from keras_tx.data.images import image_dataset, load_image_data
+
+    model, metadata = recipes.load_image_classifier(args.model_dir)
+    source = args.data_dir or args.dataset or metadata["dataset"]
+    data = load_image_data(source)
+    model.compile(metrics=["accuracy"], loss="sparse_categorical_crossentropy")
+    logits = model.predict(image_dataset(data.x_test, None, 256), verbose=0)
+    accuracy = float(np.mean(np.argmax(logits, axis=-1) == data.y_test))
+    print(json.dumps({"model_dir": args.model_dir, "dataset": source, "test_accuracy": round(accuracy, 4),
+                      "test_images": int(len(data.y_test))}))
 
 
 def cmd_demo(args):
@@ -189,7 +243,13 @@ def _import_tensorflow_quietly():
         os.close(null)
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "demo": cmd_demo}
+COMMANDS = {
+    "train": cmd_train,
+    "generate": cmd_generate,
+    "classify": cmd_classify,
+    "evaluate": cmd_evaluate,
+    "demo": cmd_demo,
+}
 
 
 def main(argv=None):

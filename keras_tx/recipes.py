@@ -203,3 +203,159 @@ def generate_text(model, tokenizer, prompt_ids, max_new_tokens, **sampling):
         if len(new) < chunk:  # a stop token ended it
             break
     return tokens
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Image classifiers: `keras-tx train {vit,resnet}`
+
+
+def _image_classifier(args, data):
+    from keras_tx.models import ResNet, ViT
+
+    height, width, channels = data.x_train.shape[1:4] if data.x_train.ndim == 4 else (*data.x_train.shape[1:3], 1)
+    num_classes = len(data.class_names)
+    if args.model == "vit":
+        return ViT(
+            image_size=(height, width),
+            patch_size=args.patch_size,
+            num_layers=args.num_layers,
+            num_heads=args.num_heads,
+            hidden_dim=args.hidden_dim,
+            mlp_dim=args.mlp_dim or 2 * args.hidden_dim,
+            num_classes=num_classes,
+            dropout=args.dropout,
+            num_channels=channels,
+        )
+    return ResNet(
+        input_shape=(height, width, channels),
+        num_classes=num_classes,
+        width=args.width,
+        blocks_per_stage=tuple(args.blocks_per_stage),
+        dropout=args.dropout,
+    )
+
+
+def _epoch_stream(data, batch_size, steps_per_epoch, seed, augment, flip):
+    """`start_step -> dataset`: the epochs from the one holding `start_step`, each shuffled with its own seed."""
+    from keras_tx.data.images import image_dataset
+
+    def make(start_step):
+        first_epoch = start_step // steps_per_epoch
+        epochs = [
+            image_dataset(data.x_train, data.y_train, batch_size, augment=augment, shuffle=True, seed=seed + e,
+                          flip=flip).take(steps_per_epoch)
+            for e in range(first_epoch, first_epoch + 10_000 // max(steps_per_epoch, 1) + 1)
+        ]
+        stream = epochs[0]
+        for epoch in epochs[1:]:
+            stream = stream.concatenate(epoch)
+        return stream
+
+    return make
+
+
+def train_image_classifier(args):
+    """`keras-tx train {vit,resnet}`: an image classifier. Returns the metadata written."""
+    import keras
+
+    from keras_tx.data.images import image_dataset, load_image_data
+
+    strategy = training.make_strategy(args.strategy, cpu_replicas=args.cpu_replicas, tpu=args.tpu)
+    policy = training.configure(seed=args.seed, deterministic=args.deterministic, mixed_precision=args.mixed_precision)
+    source = args.data_dir or args.dataset or "digits"
+    kwargs = {"download": True} if args.download and not os.path.exists(source) and source != "digits" else {}
+    data = load_image_data(source, **kwargs)
+    if args.train_size:
+        data = data._replace(x_train=data.x_train[: args.train_size], y_train=data.y_train[: args.train_size])
+    steps_per_epoch = len(data.x_train) // args.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(data.x_train)} training images are fewer than one batch of {args.batch_size}.")
+    total_steps = steps_per_epoch * args.epochs
+    print(f"{source}: {len(data.x_train):,} training / {len(data.x_test):,} test images of shape "
+          f"{data.x_train.shape[1:]}, {len(data.class_names)} classes.")
+
+    with strategy.scope():
+        model = _image_classifier(args, data)
+        model(np.zeros((1, *model.input_shape[1:]), "float32"))
+        optimizer = training.make_optimizer(
+            total_steps=total_steps,
+            learning_rate=args.learning_rate,
+            min_learning_rate=args.min_learning_rate,
+            warmup_steps=args.warmup_steps,
+            weight_decay=args.weight_decay,
+            beta_2=args.beta2,
+            clip_norm=args.clip_norm,
+        )
+        training.exclude_non_matrices(optimizer, model)
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+            jit_compile=args.jit_compile,
+            steps_per_execution=args.steps_per_execution,
+        )
+    print(f"{args.model}: {model.count_params():,} parameters; {strategy.num_replicas_in_sync} replica(s), {policy}.")
+    seed = args.seed if args.seed is not None else 0
+    test = image_dataset(data.x_test, data.y_test, 256)
+    start = time.perf_counter()
+    history = training.fit(
+        model,
+        _epoch_stream(data, args.batch_size, steps_per_epoch, seed, augment=not args.no_augment, flip=args.flip),
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        out_dir=args.out,
+        validation_data=test,
+        tensorboard=not args.no_tensorboard,
+        verbose=args.verbose,
+    )
+    seconds = time.perf_counter() - start
+    final = history[-1] if history else {}
+    metrics = {
+        "test_accuracy": final.get("val_accuracy"),
+        "test_loss": final.get("val_loss"),
+        "train_accuracy": final.get("accuracy"),
+        "epochs": args.epochs,
+        "training_seconds_this_run": round(seconds, 1),
+    }
+    metadata = artifacts.save_model(
+        args.out,
+        model,
+        {
+            "kind": "image_classifier",
+            "architecture": args.model,
+            "config": model.get_config(),
+            "dataset": source,
+            "split": "the dataset's own train/test split" + (f", first {args.train_size} training images" if args.train_size else ""),
+            "image_shape": list(model.input_shape[1:]),
+            "class_names": list(data.class_names),
+            "metrics": metrics,
+        },
+    )
+    training.remove_backup(args.out)
+    print(f"test accuracy {metrics['test_accuracy']:.4f} after {args.epochs} epochs; wrote {args.out}/")
+    return metadata
+
+
+def load_image_classifier(model_dir):
+    """(model, metadata) of an image-classifier directory."""
+    model, metadata = artifacts.load_model(model_dir)
+    if metadata.get("kind") != "image_classifier":
+        raise ValueError(f"{model_dir} holds a {metadata.get('kind', 'unknown')} model, not an image classifier.")
+    return model, metadata
+
+
+def classify_files(model, metadata, paths, top_k=3):
+    """[(path, [(label, probability), ...])] for image files; a file that is not an image raises ValueError."""
+    import keras
+
+    from keras_tx.data.images import load_image_file
+
+    height, width, channels = metadata["image_shape"]
+    images = np.stack([load_image_file(p, (height, width), channels) for p in paths])  # floats in [0, 1]
+    probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(model.predict(images, verbose=0), axis=-1))
+    names = metadata["class_names"]
+    results = []
+    for path, p in zip(paths, probabilities):
+        best = np.argsort(-p)[:top_k]
+        results.append((path, [(names[i], float(p[i])) for i in best]))
+    return results
