@@ -26,7 +26,7 @@ def save_model(out_dir, model, metadata):
     """Write DIR/model.keras and DIR/metadata.json (adding parameter count, date and the command line)."""
     os.makedirs(out_dir, exist_ok=True)
     tmp = os.path.join(out_dir, f".tmp-{os.getpid()}.keras")
-    model.save(tmp)
+    model.save(tmp, include_optimizer=False)  # a finished model; resuming uses the backup, which has the optimizer
     os.replace(tmp, os.path.join(out_dir, MODEL_FILE))
     metadata = {
         "parameters": int(model.count_params()),

@@ -44,6 +44,12 @@ class TokenEmbedding(keras.layers.Embedding):
             return tuple(input_shape)[:-1] + (self.input_dim,)
         return super().compute_output_shape(input_shape)
 
+    def compute_output_spec(self, inputs, reverse=False):
+        # Keras' Embedding defines compute_output_spec without `reverse`; symbolic (functional) calls need it.
+        if not reverse:
+            return super().compute_output_spec(inputs)
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape, reverse=True), dtype=self.compute_dtype)
+
     def compute_mask(self, inputs, mask=None, reverse=False):
         return None if reverse else super().compute_mask(inputs, mask)
 
@@ -84,6 +90,10 @@ class PositionEmbedding(keras.layers.Layer):
         table = ops.convert_to_tensor(self.embeddings)
         positions = ops.slice(table, (start_index, 0), (length, table.shape[-1]))  # (T, dim)
         return ops.broadcast_to(ops.cast(positions, self.compute_dtype), ops.shape(inputs))
+
+    def compute_output_shape(self, input_shape):
+        # Without it, a symbolic call with an unknown length fails under JAX (its shape inference cannot slice).
+        return tuple(input_shape)
 
     def get_config(self):
         return {
