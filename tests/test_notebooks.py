@@ -1,0 +1,89 @@
+"""The notebooks in notebooks/ run, and land executed.
+
+Each notebook is executed (a copy; the file is not touched) at smoke size, `KERAS_TX_SMOKE=1`, in a Jupyter kernel
+on this very interpreter: a kernelspec for `sys.executable` is installed into a temporary prefix under its own
+name, so that no other `python3` kernel on the machine can be picked up. A second test demands that the
+committed notebooks carry the outputs of a full, default-size run (they are what the README links to).
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+KERNEL_NAME = "keras-tx-test-kernel"
+CELL_TIMEOUT_S = 180  # a smoke cell takes seconds; this only stops a hung kernel
+SMOKE_BUDGET_S = 120  # a whole smoke run takes ~20-35 s on two busy CPU cores; default size takes minutes
+_IDS = [path.stem for path in NOTEBOOKS]
+
+
+@pytest.fixture(scope="module")
+def kernel_name(tmp_path_factory):
+    prefix = tmp_path_factory.mktemp("jupyter-prefix")
+    subprocess.run(
+        [sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix), "--name", KERNEL_NAME],
+        check=True,
+        capture_output=True,
+    )
+    previous = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([str(prefix / "share" / "jupyter"), *filter(None, [previous])])
+    yield KERNEL_NAME
+    if previous is None:
+        os.environ.pop("JUPYTER_PATH", None)
+    else:
+        os.environ["JUPYTER_PATH"] = previous
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, f"no notebooks in {NOTEBOOK_DIR}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_IDS)
+def test_notebook_runs_at_smoke_size(path, kernel_name, monkeypatch):
+    monkeypatch.setenv("KERAS_TX_SMOKE", "1")  # the kernel inherits this process' environment
+    nb = nbformat.read(path, as_version=4)
+    # One more cell tells which interpreter ran the notebook.
+    nb.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.prefix)"))
+    client = nbclient.NotebookClient(
+        nb,
+        kernel_name=kernel_name,
+        timeout=CELL_TIMEOUT_S,
+        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},  # run where the notebook lives, as a reader would
+    )
+    start = time.perf_counter()
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as error:
+        pytest.fail(f"{path.name} failed at smoke size:\n{error}", pytrace=False)
+    elapsed = time.perf_counter() - start
+    printed = "".join(output.get("text", "") for output in nb.cells[-1].outputs).strip()
+    assert printed == sys.prefix, f"the kernel ran {printed!r}, not this venv ({sys.prefix})"
+    setup_output = "".join(output.get("text", "") for output in nb.cells[1].outputs)
+    assert "SMOKE size" in setup_output, "the notebook did not see KERAS_TX_SMOKE=1"
+    assert elapsed < SMOKE_BUDGET_S, f"{path.name} took {elapsed:.0f} s at smoke size"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_IDS)
+def test_notebook_is_committed_executed(path):
+    nb = nbformat.read(path, as_version=4)
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert code_cells, f"{path.name} has no code"
+    counts = [cell.execution_count for cell in code_cells]
+    assert None not in counts, f"{path.name}: code cells {[i for i, c in enumerate(counts) if c is None]} not executed"
+    assert counts == sorted(counts) and len(set(counts)) == len(counts), (
+        f"{path.name} was not run top to bottom in one session (execution counts {counts})"
+    )
+    outputs = [output for cell in code_cells for output in cell.outputs]
+    errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in outputs if o.output_type == "error"]
+    assert not errors, f"{path.name} was saved with errors: {errors}"
+    assert any("image/png" in output.get("data", {}) for output in outputs), f"{path.name} has no plot"
+    text = "".join(output.get("text", "") for output in outputs)
+    assert "SMOKE size" not in text, f"{path.name} was saved from a smoke run; execute it at default size"
