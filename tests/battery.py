@@ -6,7 +6,7 @@
   3. symbolic call: a functional model of the layer gives the eager outputs with the same weights;
   4. `.keras` save and reload with `safe_mode=True`: same outputs;
   5. `jit_compile=True` prediction: same outputs;
-  6. one `fit` step: the loss is finite and every trainable weight changes;
+  6. one `fit` step under XLA: the loss is finite and every trainable weight changes;
   7. mixed precision (`mixed_float16`, `mixed_bfloat16`): float32 variables, outputs in the compute dtype,
      finite, close to the float32 outputs with the same weights.
 """
@@ -107,7 +107,7 @@ def run_layer_battery(
     np.testing.assert_allclose(model.predict(x, verbose=0), eager, atol=1e-4, rtol=1e-4)
 
     # 6. One fit step moves every trainable weight.
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=False)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=True)  # training under XLA
     before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
     assert before, f"{layer_cls.__name__} has no trainable weights"
     target = np.random.default_rng(0).normal(size=eager.shape).astype("float32")

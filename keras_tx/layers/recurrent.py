@@ -230,7 +230,7 @@ class _Recurrent(keras.layers.Layer):
             keep = None if keep is None else ops.flip(keep, axis=0)
 
         def step(carry, x):
-            # carry: (*states, last output), flat, as the TF backend's scan wants it.
+            # carry: (*states, last output), flat; returns the new carry, whose last element is this step's output.
             states, last_output = list(carry[:-1]), carry[-1]
             if keep is None:
                 output, new_states = self.cell.step(x, states)
@@ -239,13 +239,12 @@ class _Recurrent(keras.layers.Layer):
                 output, new_states = self.cell.step(x, states)
                 new_states = [ops.where(step_keep, new, old) for new, old in zip(new_states, states)]
                 output = ops.where(step_keep, output, last_output)
-            carry = (*new_states, output)
-            return carry, carry  # the TF backend's scan needs per-step outputs shaped like the carry
+            return (*new_states, output)
 
-        carry, per_step = ops.scan(
+        carry, outputs = _loop_over_time(
             step, (*states, ops.zeros_like(states[0])), projected if keep is None else (projected, keep)
         )
-        final_states, last_output, outputs = list(carry[:-1]), carry[-1], per_step[-1]  # outputs: (T, B, U)
+        final_states, last_output = list(carry[:-1]), carry[-1]  # outputs: (T, B, U)
         output = ops.swapaxes(outputs, 0, 1) if self.return_sequences else last_output  # (B, T, U) or (B, U)
         if self.return_state:
             return [output, *final_states]
@@ -330,6 +329,34 @@ class LSTM(_Recurrent):
 
     cell_class = LSTMCell
     cell_name = "lstm_cell"
+
+
+def _loop_over_time(step, carry, xs):
+    """Run `carry = step(carry, x_t)` over the leading (time) axis of `xs`; return (carry, stacked carry[-1]).
+
+    One loop for every backend would be `ops.scan`, but TensorFlow's scan has no iteration bound, and XLA cannot
+    differentiate an unbounded loop ("requires a fixed tensor list size"): on TensorFlow a `while_loop` with
+    `maximum_iterations` runs instead, writing each step's output into a preallocated (T, ...) buffer. JAX's
+    `while_loop` is not reverse-differentiable, so JAX (and the others) keep `scan`.
+    """
+    first = xs[0] if isinstance(xs, tuple) else xs
+    length = first.shape[0]
+    if keras.backend.backend() == "tensorflow" and length is not None:
+
+        def body(t, carry, outputs):
+            carry = step(carry, tuple(x[t] for x in xs) if isinstance(xs, tuple) else xs[t])
+            # scatter_update, not slice_update: TF has no gradient for the XLA dynamic-update-slice op.
+            return t + 1, carry, ops.scatter_update(outputs, ops.reshape(t, (1, 1)), carry[-1][None])
+
+        outputs = ops.zeros((length,) + tuple(ops.shape(carry[-1])), dtype=carry[-1].dtype)  # (T, B, U)
+        _, carry, outputs = ops.while_loop(
+            lambda t, carry, outputs: t < length, body, (0, carry, outputs), maximum_iterations=length
+        )
+        return carry, outputs
+
+    # The TF backend's scan wants per-step outputs shaped like the carry; on the others that costs nothing.
+    carry, per_step = ops.scan(lambda c, x: (lambda new: (new, new))(step(c, x)), carry, xs, length=length)
+    return carry, per_step[-1]
 
 
 def _as_list(states):

@@ -22,6 +22,7 @@ import numpy as np
 from keras import ops
 
 from keras_tx.layers.common import clone_initializer as _clone
+from keras_tx.layers.common import gelu_approximate
 from keras_tx.layers.common import register as _register
 from keras_tx.layers.embeddings import TokenAndPositionEmbedding
 from keras_tx.layers.transformer import TransformerEncoderBlock
@@ -33,10 +34,6 @@ def _initializer():
     return keras.initializers.TruncatedNormal(stddev=0.02)  # BERT's initializer for every weight matrix
 
 
-@_register
-def gelu_approximate(x):
-    """GELU, tanh approximation: what BERT's (and keras-hub's BertBackbone's) feed-forward layers use."""
-    return keras.activations.gelu(x, approximate=True)
 
 
 @_register

@@ -22,13 +22,10 @@ from keras import ops
 
 from keras_tx import generation
 from keras_tx.layers import PositionEmbedding, TokenEmbedding, TransformerDecoderBlock
+from keras_tx.layers.common import gelu_approximate
 from keras_tx.layers.common import register as _register
 
 
-@_register
-def gelu_approximate(x):
-    """GELU with the tanh approximation, the activation GPT-2 was trained with (keras-hub's GPT-2 uses it)."""
-    return keras.activations.gelu(x, approximate=True)
 
 
 def _gpt2_initializer():

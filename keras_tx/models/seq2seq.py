@@ -1,0 +1,519 @@
+"""The Transformer of "Attention Is All You Need" (Vaswani et al., 2017): an encoder and a decoder, for translation.
+
+Step 6 of the line RNN -> LSTM -> attention -> self-attention -> multi-head attention -> Transformer (encoder,
+decoder) -> GPT -> BERT -> ViT -> image GPT. The RNN encoder-decoder read the source one word at a time and
+squeezed it into a state; attention let the decoder look back at every source word. The Transformer keeps only
+the attention:
+
+- the encoder reads the whole source at once, bidirectionally: every source position attends to every other
+  (padding excluded), in `num_layers` post-LN blocks of self-attention and a ReLU feed-forward network;
+- the decoder generates the target causally: position t attends to target positions <= t (causal self-attention),
+  then to the whole encoder output (cross-attention), then a feed-forward network.
+
+    encoder_token_ids -> embedding * sqrt(d) + sinusoidal positions -> dropout -> N x encoder block -> memory
+    decoder_token_ids -> embedding * sqrt(d) + sinusoidal positions -> dropout
+        -> N x decoder block (causal self-attention, cross-attention to memory, feed-forward) -> logits
+
+Training is one parallel pass with teacher forcing: the decoder reads [START] + target[:-1] and predicts target
+(which ends with [END]); the causal mask keeps each position from seeing its own answer. Translating is serial:
+the source is encoded once, its cross-attention keys/values are computed once per decoder layer, and each new
+target token runs one decoder step that reuses the self-attention keys/values of the earlier tokens (a cache).
+The whole loop, greedy or beam search, is one compiled program (`translate_ids`).
+
+As in the paper, token embeddings are multiplied by sqrt(hidden_dim), and by default the output projection is the
+transposed target embedding (`tie_embeddings=True`): logits = h @ E_target^T. The paper also shares the source
+embedding, which needs one joint vocabulary; here source and target have their own WordPiece vocabularies
+(keras_tx.data.translation), so only the target side is tied. With `tie_embeddings=False` a separate
+Dense(target_vocabulary_size) with a bias makes the logits.
+
+Token id 0 is padding everywhere: source padding is masked out of the encoder's and the decoder's attention, so
+padding a source changes nothing; target padding sits after [END], where the causal mask keeps it from reaching
+any real position, and `MaskedCrossentropy` keeps it out of the loss.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_tx import generation
+from keras_tx.layers import SinusoidalPositionEncoding, TokenEmbedding, TransformerDecoderBlock, TransformerEncoderBlock
+from keras_tx.layers.common import register as _register
+
+# The ids keras_tx.data.translation's tokenizers give the reserved tokens: [PAD], [UNK], [START], [END].
+PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
+SAMPLERS = ("greedy", "beam")
+
+
+@_register
+class Seq2SeqTransformer(keras.Model):
+    """The encoder-decoder Transformer: source and target token ids in, logits over the target vocabulary out.
+
+    Args:
+        source_vocabulary_size, target_vocabulary_size: number of token ids on each side.
+        num_layers: encoder blocks, and as many decoder blocks (6 in the paper's base model).
+        num_heads: attention heads per block; must divide `hidden_dim`.
+        hidden_dim: width of the token vectors (d_model; 512 in the paper).
+        intermediate_dim: width of the feed-forward hidden layer (d_ff; 2048 in the paper).
+        max_source_length: the longest source `translate_ids` accepts (training data is cut to it too).
+        max_target_length: the most target tokens, [END] included, that training sees and `translate_ids`
+            generates. The sinusoidal encoding has no table, so these bound use, not weights.
+        dropout: rate after the embeddings, on attention weights and after each sublayer (training only).
+        tie_embeddings: output logits through the transposed target embedding (True) or a separate Dense.
+        layer_norm_epsilon: of every LayerNorm.
+        dtype: dtype policy, e.g. "mixed_bfloat16".
+
+    Call arguments:
+        inputs: {"encoder_token_ids": (batch, S) int, "decoder_token_ids": (batch, T) int}; 0 is padding.
+
+    Returns:
+        (batch, T, target_vocabulary_size) logits: position t predicts target token t + 1.
+
+    Example:
+    >>> model = Seq2SeqTransformer(20, 30, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
+    ...     max_source_length=10, max_target_length=12)
+    >>> x = {"encoder_token_ids": keras.ops.ones((2, 7), "int32"), "decoder_token_ids": keras.ops.ones((2, 5), "int32")}
+    >>> tuple(model(x).shape)
+    (2, 5, 30)
+    >>> model.translate_ids([[5, 6, 7]], max_length=4).shape
+    (1, 4)
+    """
+
+    def __init__(
+        self,
+        source_vocabulary_size,
+        target_vocabulary_size,
+        num_layers=3,
+        num_heads=8,
+        hidden_dim=256,
+        intermediate_dim=512,
+        max_source_length=128,
+        max_target_length=128,
+        dropout=0.1,
+        tie_embeddings=True,
+        layer_norm_epsilon=1e-5,
+        dtype=None,
+        **kwargs,
+    ):
+        if hidden_dim % num_heads:
+            raise ValueError(f"num_heads={num_heads} must divide hidden_dim={hidden_dim}.")
+        # === Layers ===
+        # N(0, d^-1/2) embeddings: times sqrt(d) they enter the blocks with unit variance, and as the tied output
+        # projection they give logits of unit scale.
+        def embedding(vocabulary_size, name):
+            initializer = keras.initializers.RandomNormal(stddev=hidden_dim**-0.5)
+            return TokenEmbedding(vocabulary_size, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name=name)
+
+        self.source_embedding = embedding(source_vocabulary_size, "source_embedding")
+        self.target_embedding = embedding(target_vocabulary_size, "target_embedding")
+        self.position_encoding = SinusoidalPositionEncoding(dtype=dtype, name="position_encoding")
+        self.source_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="source_dropout")
+        self.target_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="target_dropout")
+        block_kwargs = dict(
+            num_heads=num_heads,
+            intermediate_dim=intermediate_dim,
+            dropout=dropout,
+            activation="relu",
+            layer_norm_epsilon=layer_norm_epsilon,
+            norm_first=False,  # post-LN, as in the paper: x = LN(x + sublayer(x))
+            dtype=dtype,
+        )
+        self.encoder_blocks = [TransformerEncoderBlock(**block_kwargs, name=f"encoder_{i}") for i in range(num_layers)]
+        self.decoder_blocks = [TransformerDecoderBlock(**block_kwargs, name=f"decoder_{i}") for i in range(num_layers)]
+        self.output_projection = None
+        if not tie_embeddings:
+            self.output_projection = keras.layers.Dense(target_vocabulary_size, dtype=dtype, name="output_projection")
+
+        # === Functional model: both token sequences -> logits over the target vocabulary ===
+        inputs = {
+            "encoder_token_ids": keras.Input(shape=(None,), dtype="int32", name="encoder_token_ids"),
+            "decoder_token_ids": keras.Input(shape=(None,), dtype="int32", name="decoder_token_ids"),
+        }
+        source_mask = ops.not_equal(inputs["encoder_token_ids"], PAD_ID)  # (B, S)
+        memory = self.encode(inputs["encoder_token_ids"])
+        logits = self.decode(inputs["decoder_token_ids"], memory, source_mask)
+        super().__init__(inputs=inputs, outputs=logits, dtype=dtype, **kwargs)
+
+        # === Config ===
+        self.source_vocabulary_size = source_vocabulary_size
+        self.target_vocabulary_size = target_vocabulary_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.max_source_length = max_source_length
+        self.max_target_length = max_target_length
+        self.dropout = dropout
+        self.tie_embeddings = tie_embeddings
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    # --- the two halves -----------------------------------------------------------------------------------
+
+    def _embed(self, embedding, token_ids, start_index=0):
+        """embedding(ids) * sqrt(d) + PE(positions start_index, start_index + 1, ...): (B, T, D)."""
+        x = embedding(token_ids)
+        x = x * ops.cast(math.sqrt(x.shape[-1]), x.dtype)
+        # SinusoidalPositionEncoding computes positions as arange(T) + start_index, no slice: a start_index that
+        # changes every decoding step stays data under XLA.
+        return x + self.position_encoding(x, start_index=start_index)
+
+    def encode(self, source_ids, training=None):
+        """The encoder output ("memory") (batch, S, hidden_dim) of source ids (batch, S); id 0 is padding.
+
+        Every source position attends to every non-padding source position, left and right.
+        """
+        padding_mask = ops.not_equal(source_ids, PAD_ID)  # (B, S)
+        x = self.source_dropout(self._embed(self.source_embedding, source_ids), training=training)
+        for block in self.encoder_blocks:
+            x = block(x, padding_mask=padding_mask, training=training)
+        return x
+
+    def decode(self, decoder_ids, encoder_output, encoder_padding_mask, training=None):
+        """Logits (batch, T, target_vocabulary_size) for decoder inputs (batch, T), all positions in one pass."""
+        x = self.target_dropout(self._embed(self.target_embedding, decoder_ids), training=training)
+        for block in self.decoder_blocks:
+            # Causal self-attention, then cross-attention to the non-padding source positions.
+            x = block(x, encoder_sequence=encoder_output, encoder_padding_mask=encoder_padding_mask, training=training)
+        return self._logits(x)
+
+    def _logits(self, hidden):
+        if self.output_projection is None:
+            return self.target_embedding(hidden, reverse=True)  # h @ E^T
+        return self.output_projection(hidden)
+
+    # --- cached decoding ----------------------------------------------------------------------------------
+
+    def initial_cache(self, batch_size, length):
+        """An empty decoder self-attention cache for `length` positions: (batch, num_layers, 2, length, heads, head_dim)."""
+        head_dim = self.hidden_dim // self.num_heads
+        return ops.zeros((batch_size, self.num_layers, 2, length, self.num_heads, head_dim), self.compute_dtype)
+
+    def cross_attention_cache(self, encoder_output):
+        """Each decoder layer's cross-attention keys and values of `encoder_output`: (batch, num_layers, 2, S, heads,
+        head_dim). They depend on the source only, so decoding computes them once, not once per target token."""
+        layers = []
+        for block in self.decoder_blocks:
+            attention = block.cross_attention
+            keys, values = attention.key_dense(encoder_output), attention.value_dense(encoder_output)  # (B, S, N, H)
+            layers.append(ops.stack([keys, values], axis=1))
+        return ops.stack(layers, axis=1)
+
+    def call_with_cache(
+        self, token_ids, cache, cache_update_index, encoder_output, encoder_padding_mask, cross_attention_cache
+    ):
+        """One decoding step: target tokens at positions index..index+T-1 (usually T = 1) through the decoder.
+
+        Args:
+            token_ids: (batch, T) target ids.
+            cache: (batch, num_layers, 2, S_max, heads, head_dim) self-attention keys/values (`initial_cache`).
+            cache_update_index: the position of the first of `token_ids`; their keys/values are written there.
+            encoder_output: (batch, S, hidden_dim) from `encode`.
+            encoder_padding_mask: (batch, S), True for real source tokens.
+            cross_attention_cache: from `cross_attention_cache(encoder_output)`.
+
+        Returns:
+            (logits (batch, T, target_vocabulary_size), hidden states (batch, T, hidden_dim), the updated cache).
+        """
+        x = self._embed(self.target_embedding, token_ids, start_index=cache_update_index)
+        layer_caches = []
+        for i, block in enumerate(self.decoder_blocks):
+            # `encoder_sequence` is not read when a cross-attention cache is given (update index None: use it as
+            # it is), but the block checks that it was built with cross-attention.
+            x, layer_cache, _ = block(
+                x,
+                encoder_sequence=encoder_output,
+                encoder_padding_mask=encoder_padding_mask,
+                self_attention_cache=cache[:, i],
+                self_attention_cache_update_index=cache_update_index,
+                cross_attention_cache=cross_attention_cache[:, i],
+                cross_attention_cache_update_index=None,
+                training=False,
+            )
+            layer_caches.append(layer_cache)
+        return self._logits(x), x, ops.stack(layer_caches, axis=1)
+
+    def _encoder_state(self, source_ids):
+        """What every decoding step reads from the source: (memory, padding mask, cross-attention keys/values)."""
+        memory = self.encode(source_ids, training=False)
+        return memory, ops.not_equal(source_ids, PAD_ID), self.cross_attention_cache(memory)
+
+    def translate_ids(
+        self,
+        source_ids,
+        max_length=None,
+        sampler="greedy",
+        num_beams=4,
+        start_id=START_ID,
+        end_id=END_ID,
+        length_penalty=1.0,
+    ):
+        """Translate source ids into target ids with a compiled, cached decoding loop.
+
+        The source is encoded once; each step feeds the last target token (first [START]) through the decoder with
+        the self-attention cache and picks the next. The loop is one XLA program (`tf.function(jit_compile=True)`
+        under TensorFlow, `jax.jit` under JAX), traced once per sampler, num_beams, max_length and source shape:
+        later calls with the same shapes reuse it whatever the ids, start_id, end_id and length_penalty
+        (`keras_tx.generation.trace_count(model)` counts the traces). Keep the source shape fixed (pad to
+        `max_source_length`; padding changes nothing) to compile once.
+
+        Args:
+            source_ids: (S,) or (batch, S) int token ids, 0 = padding; 1 <= S <= max_source_length.
+            max_length: the most target tokens to generate, [END] included; at most (and by default)
+                `max_target_length`.
+            sampler: "greedy" (the most likely token each step) or "beam" (beam search).
+            num_beams: beams of the "beam" sampler; 1 gives the greedy translation.
+            start_id: the token the decoder starts from ([START]).
+            end_id: the token that ends a translation ([END]).
+            length_penalty: beam search ranks a hypothesis by its summed log-probability divided by
+                length ** length_penalty (1: mean log-probability per token; 0: the plain sum, which favours
+                short translations). Greedy ignores it.
+
+        Returns:
+            int32 numpy (batch, n) or (n,) like `source_ids`, n <= max_length: each row is the target tokens, then
+            `end_id` if it was produced, then 0s. Decoding stops once every row has produced `end_id`.
+        """
+        source, was_1d, max_length, num_beams = self._check_translate(source_ids, max_length, sampler, num_beams)
+        steps = max_length
+        start, end = np.int32(start_id), np.int32(end_id)
+        if sampler == "greedy":
+            fn = generation._compiled(
+                self, ("seq2seq_greedy", steps), lambda: lambda s, a, b: _greedy_search(self, s, a, b, steps)
+            )
+            tokens, ran = fn(source, start, end)
+        else:
+            fn = generation._compiled(
+                self,
+                ("seq2seq_beam", num_beams, steps),
+                lambda: lambda s, a, b, p: _beam_search(self, s, a, b, p, num_beams, steps),
+            )
+            tokens, ran = fn(source, start, end, np.float32(length_penalty))
+        tokens = ops.convert_to_numpy(tokens)[:, : int(ops.convert_to_numpy(ran))]
+        return tokens[0] if was_1d else tokens
+
+    def translate_ids_uncached(self, source_ids, max_length=None, start_id=START_ID, end_id=END_ID):
+        """The greedy reference: re-run the whole model on the growing target prefix every step. No cache, no XLA.
+
+        Slow on purpose (the decoder redoes all t positions at step t); `translate_ids(..., sampler="greedy")`
+        must give the same tokens. Same arguments and result. The prefix is kept right-padded to `max_length`
+        (the causal mask hides the padding from it) so that every step has the same shapes: JAX runs eager ops
+        compiled per shape, and a prefix that grows would compile them anew at every step.
+        """
+        source, was_1d, max_length, _ = self._check_translate(source_ids, max_length, "greedy", 1)
+        batch = len(source)
+        prefix = np.zeros((batch, max_length), "int32")  # decoder input: [START], then the tokens chosen so far
+        prefix[:, 0] = start_id
+        tokens, done = np.zeros((batch, max_length), "int32"), np.zeros(batch, bool)
+        for t in range(max_length):
+            logits = self({"encoder_token_ids": source, "decoder_token_ids": prefix}, training=False)
+            token = np.argmax(ops.convert_to_numpy(ops.cast(logits[:, t], "float32")), axis=-1).astype("int32")
+            token = np.where(done, PAD_ID, token).astype("int32")
+            done |= token == end_id
+            tokens[:, t] = token
+            if t + 1 < max_length:
+                prefix[:, t + 1] = token
+            if done.all():
+                tokens = tokens[:, : t + 1]
+                break
+        return tokens[0] if was_1d else tokens
+
+    def _check_translate(self, source_ids, max_length, sampler, num_beams):
+        """Validated (source (B, S) int32 numpy, was_1d, max_length, num_beams)."""
+        try:
+            source = np.asarray(source_ids)
+        except ValueError:  # ragged nested lists
+            source = np.asarray(source_ids, dtype=object)
+        if source.dtype == object or not np.issubdtype(source.dtype, np.integer):
+            raise ValueError(
+                f"`source_ids` must be integer token ids: one source, or equal-length (padded with 0) sources; "
+                f"got {source_ids!r}."
+            )
+        was_1d = source.ndim == 1
+        source = source[None] if was_1d else source
+        if source.ndim != 2 or source.shape[1] == 0:
+            raise ValueError(f"`source_ids` must be (length,) or (batch, length) with length >= 1, got {source.shape}.")
+        if source.shape[1] > self.max_source_length:
+            raise ValueError(
+                f"The source has {source.shape[1]} tokens, more than the model's max_source_length="
+                f"{self.max_source_length}."
+            )
+        if not np.any(source != PAD_ID, axis=1).all():
+            raise ValueError("Every source needs at least one token that is not padding (id 0).")
+        if max_length is None:
+            max_length = self.max_target_length
+        if not isinstance(max_length, (int, np.integer)) or not 1 <= max_length <= self.max_target_length:
+            raise ValueError(
+                f"`max_length` must be an integer from 1 to the model's max_target_length={self.max_target_length}, "
+                f"got {max_length!r}."
+            )
+        if sampler not in SAMPLERS:
+            raise ValueError(f"Unknown sampler {sampler!r}; expected one of {SAMPLERS}.")
+        if not isinstance(num_beams, (int, np.integer)) or not 1 <= num_beams <= self.target_vocabulary_size:
+            raise ValueError(
+                f"`num_beams` must be an integer from 1 to the target vocabulary size "
+                f"{self.target_vocabulary_size}, got {num_beams!r}."
+            )
+        return source.astype("int32"), was_1d, int(max_length), int(num_beams)
+
+    # --- serialization ------------------------------------------------------------------------------------
+
+    def get_config(self):
+        # Not the functional graph's config: the constructor arguments, from which __init__ rebuilds the graph.
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "source_vocabulary_size": self.source_vocabulary_size,
+            "target_vocabulary_size": self.target_vocabulary_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "hidden_dim": self.hidden_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "max_source_length": self.max_source_length,
+            "max_target_length": self.max_target_length,
+            "dropout": self.dropout,
+            "tie_embeddings": self.tie_embeddings,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)
+
+
+# ------------------------------------------------------------------------------------------- the loops
+# Both run inside one compiled function: `steps`, `num_beams` and the batch size are fixed at trace time, the
+# rest (ids, start/end tokens, length penalty) are data. Position `index` of the loop feeds the token at target
+# position `index` ([START] at 0) and writes the token it picks to column `index` of the output.
+
+
+def _greedy_search(model, source_ids, start_id, end_id, steps):
+    """The most likely token at every step. Returns (tokens (B, steps), steps actually run)."""
+    batch = source_ids.shape[0]
+    memory, padding_mask, cross_cache = model._encoder_state(source_ids)  # once per source
+    cache = model.initial_cache(batch, steps)
+    tokens = ops.zeros((batch, steps), "int32")
+    token = ops.ones((batch,), "int32") * ops.cast(start_id, "int32")
+
+    def cond(index, token, tokens, cache, done):
+        return ops.logical_and(index < steps, ops.logical_not(ops.all(done)))
+
+    def body(index, token, tokens, cache, done):
+        logits, _, cache = model.call_with_cache(token[:, None], cache, index, memory, padding_mask, cross_cache)
+        token = ops.cast(ops.argmax(ops.cast(logits[:, -1], "float32"), axis=-1), "int32")  # (B,)
+        token = ops.where(done, PAD_ID, token)  # a finished translation is padded
+        tokens = ops.slice_update(tokens, [0, index], token[:, None])
+        done = ops.logical_or(done, ops.equal(token, end_id))
+        return index + 1, token, tokens, cache, done
+
+    start = (ops.convert_to_tensor(0, "int32"), token, tokens, cache, ops.zeros((batch,), "bool"))
+    index, _, tokens, *_ = ops.while_loop(cond, body, start)
+    return tokens, index
+
+
+def _beam_search(model, source_ids, start_id, end_id, length_penalty, num_beams, steps):
+    """Beam search: keep the `num_beams` best hypotheses per source. Returns (best tokens (B, steps), steps run).
+
+    A hypothesis is ranked by its summed log-probability divided by length ** length_penalty, its length counting
+    the tokens up to and including [END]. A finished hypothesis stays in the beam, extended by padding at no cost
+    (its score and length fixed), and competes with the unfinished ones until it is displaced or all are done.
+    """
+    batch = source_ids.shape[0]
+    rows = batch * num_beams
+    vocabulary_size = model.target_vocabulary_size
+    # Every source becomes num_beams rows, beam-major within a source. The encoder state is the same for all beams
+    # of a source and beams only ever take over rows of their own source, so it is never reordered.
+    memory, padding_mask, cross_cache = (ops.repeat(t, num_beams, axis=0) for t in model._encoder_state(source_ids))
+    cache = model.initial_cache(rows, steps)
+    tokens = ops.zeros((rows, steps), "int32")
+    token = ops.ones((rows,), "int32") * ops.cast(start_id, "int32")
+    # At the start the beams of a source are identical: only the first is live, or top-k would pick copies.
+    scores = ops.convert_to_tensor(np.tile(np.where(np.arange(num_beams) == 0, 0.0, -np.inf), batch).astype("float32"))
+    pad_only = ops.where(ops.arange(vocabulary_size) == PAD_ID, 0.0, float("-inf"))  # (V,)
+    row_offsets = ops.arange(batch, dtype="int32")[:, None] * num_beams  # (B, 1)
+
+    def cond(index, token, tokens, cache, scores, lengths, done):
+        return ops.logical_and(index < steps, ops.logical_not(ops.all(done)))
+
+    def body(index, token, tokens, cache, scores, lengths, done):
+        logits, _, cache = model.call_with_cache(token[:, None], cache, index, memory, padding_mask, cross_cache)
+        log_probs = ops.log_softmax(ops.cast(logits[:, -1], "float32"), axis=-1)  # (R, V)
+        log_probs = ops.where(done[:, None], pad_only[None, :], log_probs)
+        totals = scores[:, None] + log_probs  # (R, V) summed log-probability of every extension
+        lengths = ops.where(done, lengths, index + 1)  # (R,) length of every extension of a row
+        penalty = ops.power(ops.cast(lengths, "float32"), ops.cast(length_penalty, "float32"))
+        ranked = ops.reshape(totals / penalty[:, None], (batch, num_beams * vocabulary_size))  # (B, K*V)
+        _, choice = ops.top_k(ranked, num_beams)  # (B, K), best first
+        scores = ops.reshape(ops.take_along_axis(ops.reshape(totals, (batch, -1)), choice, axis=1), (-1,))  # (R,)
+        source = ops.reshape(row_offsets + choice // vocabulary_size, (-1,))  # (R,): the row each extends
+        token = ops.cast(ops.reshape(choice % vocabulary_size, (-1,)), "int32")  # (R,)
+        tokens, cache, lengths, done = (ops.take(t, source, axis=0) for t in (tokens, cache, lengths, done))
+        tokens = ops.slice_update(tokens, [0, index], token[:, None])
+        done = ops.logical_or(done, ops.equal(token, end_id))
+        return index + 1, token, tokens, cache, scores, lengths, done
+
+    start = (
+        ops.convert_to_tensor(0, "int32"),
+        token,
+        tokens,
+        cache,
+        scores,
+        ops.zeros((rows,), "int32"),
+        ops.zeros((rows,), "bool"),
+    )
+    index, _, tokens, *_ = ops.while_loop(cond, body, start)
+    best = ops.reshape(tokens, (batch, num_beams, steps))[:, 0]  # top_k sorts: beam 0 ranks first
+    return best, index
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+@_register
+class MaskedCrossentropy(keras.losses.Loss):
+    """Cross-entropy of target ids under logits, averaged over the non-padding tokens, with label smoothing.
+
+    Padding (id `pad_id`) gets no loss and does not count in the mean, so a batch of short sentences weighs its
+    real tokens as much as a batch of long ones. Label smoothing (0.1 in the paper) trains toward
+    (1 - s) * one_hot + s / V: the model is penalized for certainty, which hurts perplexity and helps BLEU.
+
+    Args:
+        label_smoothing: s above, in [0, 1).
+        pad_id: the target id to ignore.
+
+    Example:
+    >>> loss = MaskedCrossentropy()
+    >>> round(float(loss(keras.ops.convert_to_tensor([[1, 0]]), keras.ops.zeros((1, 2, 4)))), 4)  # log(4)
+    1.3863
+    """
+
+    def __init__(self, label_smoothing=0.0, pad_id=PAD_ID, name="masked_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+        self.pad_id = pad_id
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)  # (B, T, V)
+        loss = -ops.take_along_axis(log_probs, y_true[..., None], axis=-1)[..., 0]  # (B, T)
+        if self.label_smoothing:
+            loss = (1 - self.label_smoothing) * loss - self.label_smoothing * ops.mean(log_probs, axis=-1)
+        mask = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
+        # The reduction divides the sum by B * T; scaling by B * T / (real tokens) makes it the mean over real ones.
+        total = ops.cast(ops.size(mask), "float32")
+        return loss * mask * (total / ops.maximum(ops.sum(mask), 1.0))
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing, "pad_id": self.pad_id}
+
+
+@_register
+def masked_accuracy(y_true, y_pred):
+    """The fraction of non-padding target tokens (id != 0) whose most likely prediction is right."""
+    y_true = ops.cast(y_true, "int32")
+    correct = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true), "float32")
+    mask = ops.cast(ops.not_equal(y_true, PAD_ID), "float32")
+    return ops.sum(correct * mask) / ops.maximum(ops.sum(mask), 1.0)
