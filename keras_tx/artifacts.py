@@ -45,6 +45,8 @@ def _uncompiled_copy(model):
     if not clone.built:
         clone.build(model.input_shape)
     clone.set_weights(model.get_weights())
+    if getattr(model, "tokenizer", None) is not None:  # vocabularies live in assets, not in the config
+        clone.tokenizer = model.tokenizer
     return clone
 
 

@@ -100,6 +100,17 @@ def _parser():
         image_model.set_defaults(batch_size=128, steps=None, eval_interval=None, warmup_steps=200,
                                  weight_decay=0.05, beta2=0.999)
 
+    bert = models.add_parser("bert", help="BERT masked-LM pretraining with a WordPiece vocabulary")
+    bert.add_argument("--num-layers", type=int, default=4)
+    bert.add_argument("--num-heads", type=int, default=4)
+    bert.add_argument("--hidden-dim", type=int, default=128)
+    bert.add_argument("--intermediate-dim", type=int, help="default 4 * hidden-dim")
+    bert.add_argument("--sequence-length", type=int, default=64)
+    bert.add_argument("--vocabulary-size", type=int, default=8000)
+    _add_training_arguments(bert)
+    bert.set_defaults(batch_size=64, learning_rate=5e-4, min_learning_rate=5e-5, weight_decay=0.01, beta2=0.999,
+                      eval_batches=20, dropout=0.1)
+
     generate = verbs.add_parser("generate", help="continue a prompt with a language model")
     generate.add_argument("model_dir")
     generate.add_argument("--prompt", required=True)
@@ -110,6 +121,11 @@ def _parser():
     generate.add_argument("--top-p", type=float, default=0.9)
     generate.add_argument("--num-beams", type=int, default=4)
     generate.add_argument("--seed", type=int)
+
+    fill = verbs.add_parser("fill-mask", help="predict the [MASK] tokens of a text with a masked language model")
+    fill.add_argument("model_dir")
+    fill.add_argument("text")
+    fill.add_argument("--top-k", type=int, default=5)
 
     classify = verbs.add_parser("classify", help="classify image files (PNG, JPEG, ...) with an image model")
     classify.add_argument("model_dir")
@@ -149,6 +165,8 @@ def cmd_train(args):
         raise UsageError(f"--steps {args.steps} must be a multiple of --eval-interval {args.eval_interval}.")
     if args.model in ("gpt", "lstm", "rnn"):
         recipes.train_language_model(args)
+    elif args.model == "bert":
+        recipes.train_masked_lm(args)
 
 
 def cmd_generate(args):
@@ -170,6 +188,14 @@ def cmd_generate(args):
     tokens = recipes.generate_text(model, tokenizer, ids, args.max_new_tokens, **sampling)
     print(args.prompt if note is None else tokenizer.decode(ids), end="")
     print(tokenizer.decode(tokens[len(ids):]))
+
+
+def cmd_fill_mask(args):
+    from keras_tx import recipes
+
+    model, _ = recipes.load_masked_lm(args.model_dir)
+    for index, candidates in enumerate(model.fill_mask(args.text, top_k=args.top_k), 1):
+        print(f"[MASK] {index}: " + ", ".join(f"{token} {p:.3f}" for token, p in candidates))
 
 
 def cmd_classify(args):
@@ -246,6 +272,7 @@ def _import_tensorflow_quietly():
 COMMANDS = {
     "train": cmd_train,
     "generate": cmd_generate,
+    "fill-mask": cmd_fill_mask,
     "classify": cmd_classify,
     "evaluate": cmd_evaluate,
     "demo": cmd_demo,

@@ -359,3 +359,126 @@ def classify_files(model, metadata, paths, top_k=3):
         best = np.argsort(-p)[:top_k]
         results.append((path, [(names[i], float(p[i])) for i in best]))
     return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# BERT: `keras-tx train bert` (masked-LM pretraining), `keras-tx fill-mask`
+
+
+def _sentences(args):
+    """Training and validation sentences for masked-LM pretraining."""
+    from keras_tx.data.text import load_text, split_text
+    from keras_tx.data.wordpiece import load_sst2
+
+    if args.data_dir and os.path.isfile(os.path.join(args.data_dir, "train.tsv")):
+        train, _ = load_sst2(args.data_dir, "train")
+        validation, _ = load_sst2(args.data_dir, "validation")
+        return train, validation, f"{args.data_dir} (SST-2 sentences, labels unused)"
+    if args.dataset == "glue/sst2":
+        train, _ = load_sst2(None, "train", download=args.download)
+        validation, _ = load_sst2(None, "validation", download=args.download)
+        return train, validation, "glue/sst2 (sentences, labels unused)"
+    text = load_text(dataset=args.dataset, text_file=args.text_file, data_dir=args.data_dir, download=args.download)
+    lines = [line.strip() for line in text.splitlines() if len(line.split()) >= 3]
+    if len(lines) < 20:
+        raise ValueError(f"Only {len(lines)} lines of three or more words: too little text for masked-LM training.")
+    train, validation = lines[: int(0.9 * len(lines))], lines[int(0.9 * len(lines)):]
+    return train, validation, args.text_file or args.dataset or "pydoc_topics (lines)"
+
+
+def train_masked_lm(args):
+    """`keras-tx train bert`: WordPiece vocabulary + BERT masked-LM pretraining (15%, 80/10/10)."""
+    import keras
+
+    from keras_tx.data.wordpiece import mlm_dataset, save_tokenizer, train_wordpiece_vocabulary
+    from keras_tx.data.wordpiece import make_wordpiece_tokenizer
+    from keras_tx.models import BERT, BERTMaskedLM
+
+    strategy = training.make_strategy(args.strategy, cpu_replicas=args.cpu_replicas, tpu=args.tpu)
+    policy = training.configure(seed=args.seed, deterministic=args.deterministic, mixed_precision=args.mixed_precision)
+    train_texts, val_texts, source = _sentences(args)
+    vocabulary = train_wordpiece_vocabulary(train_texts, args.vocabulary_size)
+    tokenizer = make_wordpiece_tokenizer(vocabulary)
+    print(f"{source}: {len(train_texts):,} training / {len(val_texts):,} validation texts; "
+          f"WordPiece vocabulary {len(vocabulary):,}.")
+    with strategy.scope():
+        backbone = BERT(
+            vocabulary_size=len(vocabulary),
+            num_layers=args.num_layers,
+            num_heads=args.num_heads,
+            hidden_dim=args.hidden_dim,
+            intermediate_dim=args.intermediate_dim or 4 * args.hidden_dim,
+            max_length=args.sequence_length,
+            dropout=args.dropout,
+        )
+        model = BERTMaskedLM(backbone, tokenizer=tokenizer)
+        optimizer = training.make_optimizer(
+            total_steps=args.steps, learning_rate=args.learning_rate, min_learning_rate=args.min_learning_rate,
+            warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, beta_2=args.beta2, clip_norm=args.clip_norm,
+        )
+        training.exclude_non_matrices(optimizer, model)
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            weighted_metrics=["sparse_categorical_accuracy"],
+            jit_compile=args.jit_compile,
+            steps_per_execution=args.steps_per_execution,
+        )
+    print(f"bert: {model.count_params():,} parameters; {strategy.num_replicas_in_sync} replica(s), {policy}.")
+    seed = args.seed if args.seed is not None else 0
+
+    def batches(start_step):
+        # Masks are drawn afresh every pass; a resumed run continues with new masks from the step it stopped at.
+        return mlm_dataset(train_texts, tokenizer, args.sequence_length, args.batch_size, shuffle=True,
+                           seed=seed + start_step).repeat()
+
+    validation = mlm_dataset(val_texts, tokenizer, args.sequence_length, args.batch_size, shuffle=False, seed=seed)
+    validation = validation.take(args.eval_batches).cache()
+    start = time.perf_counter()
+    history = training.fit(
+        model, batches, total_steps=args.steps, steps_per_epoch=args.eval_interval, out_dir=args.out,
+        validation_data=validation, tensorboard=not args.no_tensorboard, verbose=args.verbose,
+    )
+    final = history[-1] if history else {}
+    metrics = {
+        "val_loss": final.get("val_loss"),
+        "val_masked_accuracy": final.get("val_sparse_categorical_accuracy"),
+        "train_loss": final.get("loss"),
+        "steps": args.steps,
+        "training_seconds_this_run": round(time.perf_counter() - start, 1),
+    }
+    save_tokenizer(tokenizer, args.out)
+    metadata = artifacts.save_model(
+        args.out,
+        model,
+        {
+            "kind": "masked_lm",
+            "architecture": "bert",
+            "config": backbone.get_config(),
+            "tokenizer": "vocab.txt",
+            "dataset": source,
+            "split": "the dataset's train / validation split" if "SST-2" in source or "sst2" in source
+            else "first 90% of lines train, last 10% validation",
+            "sequence_length": args.sequence_length,
+            "masking": "15% of tokens selected; of those 80% [MASK], 10% random token, 10% unchanged",
+            "metrics": metrics,
+        },
+    )
+    training.remove_backup(args.out)
+    print(f"masked-token accuracy {metrics['val_masked_accuracy']:.4f}, val loss {metrics['val_loss']:.4f}; "
+          f"wrote {args.out}/")
+    return metadata
+
+
+def load_masked_lm(model_dir):
+    """(model with its tokenizer attached, metadata) of a masked-LM directory."""
+    from keras_tx.data.wordpiece import load_tokenizer
+
+    model, metadata = artifacts.load_model(model_dir)
+    if metadata.get("kind") != "masked_lm":
+        raise ValueError(f"{model_dir} holds a {metadata.get('kind', 'unknown')} model, not a masked language model.")
+    if getattr(model, "tokenizer", None) is None:
+        if not os.path.isfile(os.path.join(model_dir, "vocab.txt")):
+            raise ValueError(f"{model_dir} has no tokenizer (vocab.txt is missing).")
+        model.tokenizer = load_tokenizer(model_dir)
+    return model, metadata
