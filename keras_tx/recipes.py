@@ -45,6 +45,29 @@ def random_window_batches(ids, sequence_length, batch_size, seed, start_step=0, 
     return steps.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
+def _compile(model, args, total_steps, **compile_kwargs):
+    """Compile `model` with the project's recipe (AdamW, warm-up + cosine, global-norm clip) and `args`' flags."""
+    import keras
+
+    optimizer = training.make_optimizer(
+        total_steps=total_steps,
+        learning_rate=args.learning_rate,
+        min_learning_rate=args.min_learning_rate,
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        beta_2=args.beta2,
+        clip_norm=args.clip_norm,
+    )
+    training.exclude_non_matrices(optimizer, model)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=args.jit_compile,
+        steps_per_execution=args.steps_per_execution,
+        **compile_kwargs,
+    )
+
+
 def _language_model(args, vocabulary_size):
     from keras_tx.models import GPT, RNNLanguageModel
 
@@ -70,8 +93,6 @@ def _language_model(args, vocabulary_size):
 
 def train_language_model(args):
     """`keras-tx train {gpt,lstm,rnn}`: a character-level language model. Returns the metadata written."""
-    import keras
-
     from keras_tx.data.text import load_text, split_text
     from keras_tx.data.tokenizers import CharTokenizer
 
@@ -87,22 +108,7 @@ def train_language_model(args):
     with strategy.scope():
         model = _language_model(args, tokenizer.vocabulary_size)
         model(np.zeros((1, args.context), "int32"))
-        optimizer = training.make_optimizer(
-            total_steps=args.steps,
-            learning_rate=args.learning_rate,
-            min_learning_rate=args.min_learning_rate,
-            warmup_steps=args.warmup_steps,
-            weight_decay=args.weight_decay,
-            beta_2=args.beta2,
-            clip_norm=args.clip_norm,
-        )
-        training.exclude_non_matrices(optimizer, model)
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            jit_compile=args.jit_compile,
-            steps_per_execution=args.steps_per_execution,
-        )
+        _compile(model, args, args.steps)
     print(f"{args.model}: {model.count_params():,} parameters; {strategy.num_replicas_in_sync} replica(s), {policy}.")
 
     seed = args.seed if args.seed is not None else 0
@@ -256,8 +262,6 @@ def _epoch_stream(data, batch_size, steps_per_epoch, seed, augment, flip):
 
 def train_image_classifier(args):
     """`keras-tx train {vit,resnet}`: an image classifier. Returns the metadata written."""
-    import keras
-
     from keras_tx.data.images import image_dataset, load_image_data
 
     strategy = training.make_strategy(args.strategy, cpu_replicas=args.cpu_replicas, tpu=args.tpu)
@@ -277,23 +281,7 @@ def train_image_classifier(args):
     with strategy.scope():
         model = _image_classifier(args, data)
         model(np.zeros((1, *model.input_shape[1:]), "float32"))
-        optimizer = training.make_optimizer(
-            total_steps=total_steps,
-            learning_rate=args.learning_rate,
-            min_learning_rate=args.min_learning_rate,
-            warmup_steps=args.warmup_steps,
-            weight_decay=args.weight_decay,
-            beta_2=args.beta2,
-            clip_norm=args.clip_norm,
-        )
-        training.exclude_non_matrices(optimizer, model)
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-            jit_compile=args.jit_compile,
-            steps_per_execution=args.steps_per_execution,
-        )
+        _compile(model, args, total_steps, metrics=["accuracy"])
     print(f"{args.model}: {model.count_params():,} parameters; {strategy.num_replicas_in_sync} replica(s), {policy}.")
     seed = args.seed if args.seed is not None else 0
     test = image_dataset(data.x_test, data.y_test, 256)
@@ -367,7 +355,7 @@ def classify_files(model, metadata, paths, top_k=3):
 
 def _sentences(args):
     """Training and validation sentences for masked-LM pretraining."""
-    from keras_tx.data.text import load_text, split_text
+    from keras_tx.data.text import load_text
     from keras_tx.data.wordpiece import load_sst2
 
     if args.data_dir and os.path.isfile(os.path.join(args.data_dir, "train.tsv")):
@@ -388,8 +376,6 @@ def _sentences(args):
 
 def train_masked_lm(args):
     """`keras-tx train bert`: WordPiece vocabulary + BERT masked-LM pretraining (15%, 80/10/10)."""
-    import keras
-
     from keras_tx.data.wordpiece import mlm_dataset, save_tokenizer, train_wordpiece_vocabulary
     from keras_tx.data.wordpiece import make_wordpiece_tokenizer
     from keras_tx.models import BERT, BERTMaskedLM
@@ -412,18 +398,7 @@ def train_masked_lm(args):
             dropout=args.dropout,
         )
         model = BERTMaskedLM(backbone, tokenizer=tokenizer)
-        optimizer = training.make_optimizer(
-            total_steps=args.steps, learning_rate=args.learning_rate, min_learning_rate=args.min_learning_rate,
-            warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, beta_2=args.beta2, clip_norm=args.clip_norm,
-        )
-        training.exclude_non_matrices(optimizer, model)
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            weighted_metrics=["sparse_categorical_accuracy"],
-            jit_compile=args.jit_compile,
-            steps_per_execution=args.steps_per_execution,
-        )
+        _compile(model, args, args.steps, weighted_metrics=["sparse_categorical_accuracy"])
     print(f"bert: {model.count_params():,} parameters; {strategy.num_replicas_in_sync} replica(s), {policy}.")
     seed = args.seed if args.seed is not None else 0
 

@@ -162,6 +162,27 @@ class _Block(keras.layers.Layer):
         x = x + dropout(y, training=training)
         return (x if self.norm_first else norm(x)), extras
 
+    def set_weights_from_keras_hub(self, theirs):
+        """Copy the weights of a keras_hub `TransformerEncoder` / `TransformerDecoder` into this block.
+
+        keras-hub keeps its sublayers in private attributes and orders them differently from ours, so they are
+        matched by role, not by position. Used by the models' `from_keras_hub` and by the equivalence tests.
+        """
+        pairs = [
+            (self.self_attention, theirs._self_attention_layer),
+            (self.self_attention_norm, theirs._self_attention_layer_norm),
+            (self.feedforward.intermediate_dense, theirs._feedforward_intermediate_dense),
+            (self.feedforward.output_dense, theirs._feedforward_output_dense),
+            (self.feedforward_norm, theirs._feedforward_layer_norm),
+        ]
+        if getattr(self, "cross_attention", None) is not None:
+            pairs += [
+                (self.cross_attention, theirs._cross_attention_layer),
+                (self.cross_attention_norm, theirs._cross_attention_layer_norm),
+            ]
+        for mine, their_layer in pairs:
+            mine.set_weights(their_layer.get_weights())
+
     def compute_output_shape(self, input_shape, *args, **kwargs):
         return tuple(input_shape)
 

@@ -159,17 +159,10 @@ class BERT(keras.Model):
             (ours.embedding_norm, backbone.embeddings_layer_norm),
             (ours.pooler, backbone.pooled_dense),
         ]
-        for block, theirs in zip(ours.blocks, backbone.transformer_layers):
-            # keras-hub keeps its sublayers in private attributes; map them to ours by role.
-            pairs += [
-                (block.self_attention, theirs._self_attention_layer),
-                (block.self_attention_norm, theirs._self_attention_layer_norm),
-                (block.feedforward.intermediate_dense, theirs._feedforward_intermediate_dense),
-                (block.feedforward.output_dense, theirs._feedforward_output_dense),
-                (block.feedforward_norm, theirs._feedforward_layer_norm),
-            ]
         for mine, theirs in pairs:
             mine.set_weights(theirs.get_weights())
+        for block, theirs in zip(ours.blocks, backbone.transformer_layers):
+            block.set_weights_from_keras_hub(theirs)
         return ours
 
     def get_config(self):

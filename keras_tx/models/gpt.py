@@ -24,6 +24,7 @@ from keras_tx import generation
 from keras_tx.layers import PositionEmbedding, TokenEmbedding, TransformerDecoderBlock
 from keras_tx.layers.common import gelu_approximate
 from keras_tx.layers.common import register as _register
+from keras_tx.models.common import ConstructorConfig
 
 
 
@@ -33,7 +34,7 @@ def _gpt2_initializer():
 
 
 @_register
-class GPT(keras.Model):
+class GPT(ConstructorConfig, keras.Model):
     """The GPT-2 language model: token ids (batch, T) in, next-token logits (batch, T, vocabulary_size) out.
 
     Args:
@@ -205,16 +206,10 @@ class GPT(keras.Model):
             (model.position_embedding, backbone.position_embedding),
             (model.layer_norm, backbone.layer_norm),
         ]
-        for ours, theirs in zip(model.blocks, backbone.transformer_layers):
-            pairs += [
-                (ours.self_attention, theirs._self_attention_layer),
-                (ours.self_attention_norm, theirs._self_attention_layer_norm),
-                (ours.feedforward.intermediate_dense, theirs._feedforward_intermediate_dense),
-                (ours.feedforward.output_dense, theirs._feedforward_output_dense),
-                (ours.feedforward_norm, theirs._feedforward_layer_norm),
-            ]
         for ours, theirs in pairs:
             ours.set_weights(theirs.get_weights())
+        for ours, theirs in zip(model.blocks, backbone.transformer_layers):
+            ours.set_weights_from_keras_hub(theirs)
         return model
 
     def get_config(self):
@@ -232,13 +227,6 @@ class GPT(keras.Model):
             "dropout": self.dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
 
 
 @_register

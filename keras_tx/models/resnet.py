@@ -14,13 +14,15 @@ each stage halving the resolution and doubling the width, then global average po
 
 import keras
 
+from keras_tx.models.common import ConstructorConfig
+
 # The residual branch's last BatchNorm starts at zero ("zero-init residual", Goyal et al., 2017), so that every
 # block starts as the identity and a deep stack trains like a shallow one at first.
 _ZERO_GAMMA = "zeros"
 
 
 @keras.saving.register_keras_serializable(package="keras_tx")
-class ResNet(keras.Model):
+class ResNet(ConstructorConfig, keras.Model):
     """A small residual CNN for 28x28 / 32x32 images: 3x3 stem, stages of basic blocks, GAP, linear head.
 
     Args:
@@ -123,10 +125,3 @@ class ResNet(keras.Model):
             "dropout": self.dropout,
             "zero_init_residual": self.zero_init_residual,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)

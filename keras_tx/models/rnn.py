@@ -17,12 +17,13 @@ from keras import ops
 from keras_tx import generation
 from keras_tx.layers import LSTM, SimpleRNN
 from keras_tx.layers.common import register as _register
+from keras_tx.models.common import ConstructorConfig
 
 _CELLS = {"lstm": (LSTM, 2), "rnn": (SimpleRNN, 1)}  # layer class, number of states (LSTM: h and c)
 
 
 @_register
-class RNNLanguageModel(keras.Model):
+class RNNLanguageModel(ConstructorConfig, keras.Model):
     """Embedding -> recurrent layers -> Dense: token ids (batch, T) in, next-token logits (batch, T, vocab) out.
 
     Args:
@@ -120,10 +121,3 @@ class RNNLanguageModel(keras.Model):
             "num_layers": self.num_layers,
             "dropout": self.dropout,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)

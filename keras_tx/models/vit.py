@@ -21,6 +21,7 @@ import numpy as np
 from keras import ops
 
 from keras_tx.layers import ClassToken, PatchEmbedding, PositionEmbedding, TransformerEncoderBlock
+from keras_tx.models.common import ConstructorConfig
 
 
 def _pair(value):
@@ -29,7 +30,7 @@ def _pair(value):
 
 
 @keras.saving.register_keras_serializable(package="keras_tx")
-class ViT(keras.Model):
+class ViT(ConstructorConfig, keras.Model):
     """Vision Transformer: patch embedding, class token, learned positions, pre-LN encoder, classification head.
 
     A functional `keras.Model` built in `__init__` (so `summary()` shows every layer), rebuilt from its constructor
@@ -281,10 +282,3 @@ class ViT(keras.Model):
             "num_channels": self.num_channels,
             "layer_norm_epsilon": self.layer_norm_epsilon,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)

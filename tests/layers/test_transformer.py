@@ -18,20 +18,8 @@ def _np(x):
     return keras.ops.convert_to_numpy(x)
 
 
-def _copy(ours_layer, their_layer):
-    ours_layer.set_weights(their_layer.get_weights())
-
-
 def _transfer(ours, theirs):
-    """keras-hub's sublayers -> ours, by role (the two order their sublayers differently)."""
-    _copy(ours.self_attention, theirs._self_attention_layer)
-    _copy(ours.self_attention_norm, theirs._self_attention_layer_norm)
-    if getattr(ours, "cross_attention", None) is not None:
-        _copy(ours.cross_attention, theirs._cross_attention_layer)
-        _copy(ours.cross_attention_norm, theirs._cross_attention_layer_norm)
-    _copy(ours.feedforward.intermediate_dense, theirs._feedforward_intermediate_dense)
-    _copy(ours.feedforward.output_dense, theirs._feedforward_output_dense)
-    _copy(ours.feedforward_norm, theirs._feedforward_layer_norm)
+    ours.set_weights_from_keras_hub(theirs)
 
 
 def test_feedforward_battery():
