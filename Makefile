@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test bench saved-models clean-venv
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,21 @@ test: $(VENV)/.installed
 ## Side-by-side benchmarks; results go to benchmarks/RESULTS.md by hand, with the command.
 bench: $(VENV)/.installed
 	$(PY) benchmarks/layers.py
+
+## Retrain the demo's models in saved_models/ (hours on 2 CPU cores; each writes the command into metadata.json).
+DATA ?= ../shared/datasets
+KT := $(VENV)/bin/keras-tx
+saved-models: $(VENV)/.installed
+	$(KT) train gpt --text-file $(DATA)/tiny_shakespeare/input.txt --steps 2000 --eval-interval 250 \
+		--jit-compile on --no-tensorboard --verbose 2 --out saved_models/gpt_shakespeare
+	$(KT) train bert --data-dir $(DATA)/sst2 --num-layers 2 --hidden-dim 128 --num-heads 2 --vocabulary-size 8000 \
+		--sequence-length 48 --batch-size 32 --steps 3000 --eval-interval 500 --no-tensorboard --verbose 2 \
+		--out saved_models/bert_mlm
+	$(KT) train resnet --data-dir $(DATA)/fashion_mnist --width 16 --blocks-per-stage 2 2 2 2 --epochs 10 --flip \
+		--no-tensorboard --verbose 2 --out saved_models/resnet_fashion_mnist
+	$(KT) train vit --data-dir $(DATA)/fashion_mnist --patch-size 7 --num-layers 6 --num-heads 4 --hidden-dim 128 \
+		--mlp-dim 256 --epochs 10 --flip --no-tensorboard --verbose 2 --out saved_models/vit_fashion_mnist
+	rm -f saved_models/*/best.weights.h5
 
 clean-venv:
 	rm -rf $(VENV)
