@@ -32,9 +32,9 @@ from keras_tx.data.images import (  # noqa: E402,F401
 from keras_tx.data.translation import (  # noqa: E402,F401
     Translator,
     load_parallel,
-    load_tokenizers,
+    load_translation_tokenizers,
     make_translation_tokenizer,
-    save_tokenizers,
+    save_translation_tokenizers,
     train_translation_tokenizers,
     translation_dataset,
 )

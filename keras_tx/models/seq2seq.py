@@ -76,8 +76,8 @@ class Seq2SeqTransformer(keras.Model):
     >>> x = {"encoder_token_ids": keras.ops.ones((2, 7), "int32"), "decoder_token_ids": keras.ops.ones((2, 5), "int32")}
     >>> tuple(model(x).shape)
     (2, 5, 30)
-    >>> model.translate_ids([[5, 6, 7]], max_length=4).shape
-    (1, 4)
+    >>> model.translate_ids([[5, 6, 7]], max_length=4).shape[1] <= 4  # stops early if it produces [END]
+    True
     """
 
     def __init__(
@@ -103,7 +103,9 @@ class Seq2SeqTransformer(keras.Model):
         # projection they give logits of unit scale.
         def embedding(vocabulary_size, name):
             initializer = keras.initializers.RandomNormal(stddev=hidden_dim**-0.5)
-            return TokenEmbedding(vocabulary_size, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name=name)
+            return TokenEmbedding(
+                vocabulary_size, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name=name
+            )
 
         self.source_embedding = embedding(source_vocabulary_size, "source_embedding")
         self.target_embedding = embedding(target_vocabulary_size, "target_embedding")
@@ -185,13 +187,22 @@ class Seq2SeqTransformer(keras.Model):
     # --- cached decoding ----------------------------------------------------------------------------------
 
     def initial_cache(self, batch_size, length):
-        """An empty decoder self-attention cache for `length` positions: (batch, num_layers, 2, length, heads, head_dim)."""
+        """An empty decoder self-attention cache for `length` positions.
+
+        Returns:
+            zeros (batch, num_layers, 2, length, heads, head_dim): keys and values of every decoder layer.
+        """
         head_dim = self.hidden_dim // self.num_heads
         return ops.zeros((batch_size, self.num_layers, 2, length, self.num_heads, head_dim), self.compute_dtype)
 
     def cross_attention_cache(self, encoder_output):
-        """Each decoder layer's cross-attention keys and values of `encoder_output`: (batch, num_layers, 2, S, heads,
-        head_dim). They depend on the source only, so decoding computes them once, not once per target token."""
+        """Each decoder layer's cross-attention keys and values of `encoder_output` (batch, S, hidden_dim).
+
+        They depend on the source only, so decoding computes them once, not once per target token.
+
+        Returns:
+            (batch, num_layers, 2, S, heads, head_dim).
+        """
         layers = []
         for block in self.decoder_blocks:
             attention = block.cross_attention
