@@ -1,0 +1,72 @@
+"""Screenshots of the demo's pages for the docs, taken in headless Chromium once each page has rendered.
+
+    python apps/screenshots.py                      # saved_models/ -> docs/demo_text.png, demo_mask.png, demo_image.png
+    python apps/screenshots.py --models DIR --out DIR --prompt "ROMEO:"
+
+Needs /usr/bin/chromium (Debian: apt-get install -y chromium). Starts its own Streamlit server on a free
+127.0.0.1 port and stops it, and the browser, when done.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+from browser import Chromium, StreamlitServer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def settle(browser, seconds=2.0):
+    """Charts draw after their element appears: wait until every Vega chart has its canvas, then a little more."""
+    browser.wait_until(
+        "[...document.querySelectorAll('[data-testid=stVegaLiteChart]')]"
+        ".every(c => c.querySelector('canvas, svg'))", what="the charts to draw"
+    )
+    time.sleep(seconds)
+
+
+def take(models_dir, out_dir, prompt, sentence, max_new_tokens):
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    with StreamlitServer(models_dir) as server, Chromium(width=1400, height=1100) as browser:
+        browser.open(server.url)
+        browser.wait_for_text("Text generation", timeout=300)
+
+        browser.wait_for_text("Generate", timeout=300)
+        browser.type("textarea", prompt)
+        browser.type('input[aria-label^="Max new tokens"]', str(max_new_tokens))
+        browser.click("Generate")
+        browser.wait_for_text("tokens/s", timeout=300)
+        written.append(browser.screenshot(os.path.join(out_dir, "demo_text.png")))
+
+        browser.click("Masked prediction", "[data-testid=stSidebar] label")
+        browser.wait_for_text("A sentence with one or more [MASK]", timeout=300)
+        if sentence:
+            browser.type('input[aria-label^="A sentence"]', sentence)
+        browser.wait_for_text("Attention", timeout=300)
+        settle(browser)
+        written.append(browser.screenshot(os.path.join(out_dir, "demo_mask.png")))
+
+        browser.click("Image classification", "[data-testid=stSidebar] label")
+        browser.wait_for_text("True class of test image", timeout=300)
+        settle(browser)
+        written.append(browser.screenshot(os.path.join(out_dir, "demo_image.png")))
+    return written
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=os.path.join(REPO, "saved_models"), help="folder of model directories")
+    parser.add_argument("--out", default=os.path.join(REPO, "docs"), help="where the PNGs go")
+    parser.add_argument("--prompt", default="ROMEO:", help="the text-generation prompt")
+    parser.add_argument("--sentence", default=None, help="the masked sentence (default: the page's)")
+    parser.add_argument("--max-new-tokens", type=int, default=300)
+    args = parser.parse_args(argv)
+    for path in take(args.models, args.out, args.prompt, args.sentence, args.max_new_tokens):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
