@@ -50,8 +50,14 @@ def _uncompiled_copy(model):
     return clone
 
 
+# The CLI sets this to its own argv, so that a run started in-process (tests, notebooks) records its real command.
+CLI_ARGV = None
+
+
 def command_line():
     """The command that is running, as a user would retype it."""
+    if CLI_ARGV is not None:
+        return " ".join(["keras-tx"] + [shlex.quote(str(a)) for a in CLI_ARGV])
     program = os.path.basename(sys.argv[0])
     if program in ("__main__.py", "cli.py"):
         program = "keras-tx"

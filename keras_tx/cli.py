@@ -280,6 +280,10 @@ COMMANDS = {
 
 
 def main(argv=None):
+    from keras_tx import artifacts
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    artifacts.CLI_ARGV = argv
     args = _parser().parse_args(argv)
     if args.version:
         from keras_tx import __version__

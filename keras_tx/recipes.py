@@ -241,16 +241,15 @@ def _image_classifier(args, data):
     )
 
 
-def _epoch_stream(data, batch_size, steps_per_epoch, seed, augment, flip):
-    """`start_step -> dataset`: the epochs from the one holding `start_step`, each shuffled with its own seed."""
+def _epoch_stream(data, batch_size, steps_per_epoch, total_epochs, seed, augment, flip):
+    """`start_step -> dataset`: the epochs from the one holding `start_step` to the last, each with its own seed."""
     from keras_tx.data.images import image_dataset
 
     def make(start_step):
-        first_epoch = start_step // steps_per_epoch
         epochs = [
             image_dataset(data.x_train, data.y_train, batch_size, augment=augment, shuffle=True, seed=seed + e,
                           flip=flip).take(steps_per_epoch)
-            for e in range(first_epoch, first_epoch + 10_000 // max(steps_per_epoch, 1) + 1)
+            for e in range(start_step // steps_per_epoch, total_epochs)
         ]
         stream = epochs[0]
         for epoch in epochs[1:]:
@@ -288,7 +287,8 @@ def train_image_classifier(args):
     start = time.perf_counter()
     history = training.fit(
         model,
-        _epoch_stream(data, args.batch_size, steps_per_epoch, seed, augment=not args.no_augment, flip=args.flip),
+        _epoch_stream(data, args.batch_size, steps_per_epoch, args.epochs, seed, augment=not args.no_augment,
+                      flip=args.flip),
         total_steps=total_steps,
         steps_per_epoch=steps_per_epoch,
         out_dir=args.out,
