@@ -280,10 +280,7 @@ COMMANDS = {
 
 
 def main(argv=None):
-    from keras_tx import artifacts
-
     argv = sys.argv[1:] if argv is None else list(argv)
-    artifacts.CLI_ARGV = argv
     args = _parser().parse_args(argv)
     if args.version:
         from keras_tx import __version__
@@ -295,6 +292,9 @@ def main(argv=None):
         return 2
     if args.verb != "demo":
         _import_tensorflow_quietly()
+        from keras_tx import artifacts  # imports keras: only after the quiet TensorFlow start
+
+        artifacts.CLI_ARGV = argv
     try:
         return COMMANDS[args.verb](args) or 0
     except (UsageError, ValueError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as error:
