@@ -82,9 +82,18 @@ def check_model_dir(model_dir):
         raise ValueError(f"{model_dir} is not a keras-tx model directory: it has no {MODEL_FILE}.")
 
 
-def load_model(model_dir):
-    """(model, metadata) from a model directory. Missing, truncated or foreign files give a one-line ValueError."""
+KIND_NAMES = {"language_model": "a language model", "masked_lm": "a masked language model",
+              "image_classifier": "an image classifier"}
+
+
+def load_model(model_dir, kind=None):
+    """(model, metadata) from a model directory. Missing, truncated or foreign files give a one-line ValueError,
+    and so does a model of another kind than `kind` (metadata.json's "kind"), when one is asked for."""
     metadata = read_metadata(model_dir)
+    if kind is not None and metadata.get("kind") != kind:
+        raise ValueError(
+            f"{model_dir} holds a {metadata.get('kind', 'unknown')} model, not {KIND_NAMES.get(kind, kind)}."
+        )
     import keras_tx.models  # noqa: F401  registers our classes for deserialization
 
     try:

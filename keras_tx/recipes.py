@@ -161,9 +161,7 @@ def load_language_model(model_dir):
     """(model, tokenizer, metadata) of a language-model directory."""
     from keras_tx.data.tokenizers import CharTokenizer
 
-    model, metadata = artifacts.load_model(model_dir)
-    if metadata.get("kind") != "language_model":
-        raise ValueError(f"{model_dir} holds a {metadata.get('kind', 'unknown')} model, not a language model.")
+    model, metadata = artifacts.load_model(model_dir, kind="language_model")
     path = os.path.join(model_dir, metadata.get("tokenizer", "tokenizer.json"))
     if not os.path.isfile(path):
         raise ValueError(f"{model_dir} has no tokenizer ({os.path.basename(path)} is missing).")
@@ -326,9 +324,7 @@ def train_image_classifier(args):
 
 def load_image_classifier(model_dir):
     """(model, metadata) of an image-classifier directory."""
-    model, metadata = artifacts.load_model(model_dir)
-    if metadata.get("kind") != "image_classifier":
-        raise ValueError(f"{model_dir} holds a {metadata.get('kind', 'unknown')} model, not an image classifier.")
+    model, metadata = artifacts.load_model(model_dir, kind="image_classifier")
     return model, metadata
 
 
@@ -449,9 +445,7 @@ def load_masked_lm(model_dir):
     """(model with its tokenizer attached, metadata) of a masked-LM directory."""
     from keras_tx.data.wordpiece import load_tokenizer
 
-    model, metadata = artifacts.load_model(model_dir)
-    if metadata.get("kind") != "masked_lm":
-        raise ValueError(f"{model_dir} holds a {metadata.get('kind', 'unknown')} model, not a masked language model.")
+    model, metadata = artifacts.load_model(model_dir, kind="masked_lm")
     if getattr(model, "tokenizer", None) is None:
         if not os.path.isfile(os.path.join(model_dir, "vocab.txt")):
             raise ValueError(f"{model_dir} has no tokenizer (vocab.txt is missing).")
