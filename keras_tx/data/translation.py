@@ -8,9 +8,12 @@ A translation corpus is a list of (source, target) sentence pairs. `load_paralle
 - TensorFlow Datasets (`tfds_name="wmt14_translate/de-en"`, features named by language code), prepared in
   `data_dir`: no download unless `download=True`.
 
-There is no built-in default corpus: a few hundred phrase pairs would teach nothing that a test set would confirm,
-and no installed package ships a real parallel corpus. Without data, `load_parallel` raises a ValueError that says
-how to give it.
+No installed package ships a real parallel corpus, so the offline default (`numeral_pairs`, what
+`keras-tx train transformer` uses without data) is generated: German number words to English ones, 0 to 999,999
+("vierundzwanzigtausenddreihundertfünf" -> "twenty-four thousand three hundred five"). It is a real translation
+task in miniature: German writes units before tens ("vier-und-zwanzig", four-and-twenty), so the model must
+reorder, and one German word becomes several English ones. `load_parallel` with no source raises a ValueError
+that says how to give real data.
 
 Each side gets its own WordPiece vocabulary (trained by `keras_tx.data.wordpiece.train_wordpiece_vocabulary`),
 with four reserved tokens first: [PAD] = 0, [UNK] = 1, [START] = 2, [END] = 3 (the ids
@@ -179,6 +182,80 @@ def load_parallel(
     if not pairs:
         raise ValueError(f"No sentence pairs found in {tfds_name or data_dir!r} (split {split!r}).")
     return pairs[:max_pairs] if max_pairs is not None else pairs
+
+
+# German and English number words: the generated offline default.
+_GERMAN_UNITS = "null eins zwei drei vier fünf sechs sieben acht neun zehn elf zwölf dreizehn vierzehn fünfzehn " \
+    "sechzehn siebzehn achtzehn neunzehn".split()
+_GERMAN_TENS = "_ _ zwanzig dreißig vierzig fünfzig sechzig siebzig achtzig neunzig".split()
+_ENGLISH_UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
+    "sixteen seventeen eighteen nineteen".split()
+_ENGLISH_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def _german_below_1000(n):
+    """German words of 1 <= n <= 999 as they appear inside a larger number ("ein", not "eins", before a noun)."""
+    hundreds, rest = divmod(n, 100)
+    words = (("ein" if hundreds == 1 else _GERMAN_UNITS[hundreds]) + "hundert") if hundreds else ""
+    if rest == 1:
+        words += "eins"
+    elif rest < 20 and rest:
+        words += _GERMAN_UNITS[rest]
+    elif rest:
+        tens, units = divmod(rest, 10)
+        unit = ("ein" if units == 1 else _GERMAN_UNITS[units]) + "und" if units else ""
+        words += unit + _GERMAN_TENS[tens]
+    return words
+
+
+def german_number(n):
+    """German number words, 0 <= n < 1,000,000, one word as German writes them: 21 -> "einundzwanzig"."""
+    if n == 0:
+        return "null"
+    thousands, rest = divmod(n, 1000)
+    words = ""
+    if thousands:
+        words = ("ein" if thousands == 1 else _german_below_1000(thousands)) + "tausend"
+    return words + (_german_below_1000(rest) if rest else "")
+
+
+def _english_below_1000(n):
+    hundreds, rest = divmod(n, 100)
+    words = [_ENGLISH_UNITS[hundreds], "hundred"] if hundreds else []
+    if rest >= 20:
+        tens, units = divmod(rest, 10)
+        words.append(_ENGLISH_TENS[tens] + (f"-{_ENGLISH_UNITS[units]}" if units else ""))
+    elif rest:
+        words.append(_ENGLISH_UNITS[rest])
+    return words
+
+
+def english_number(n):
+    """English number words, 0 <= n < 1,000,000: 24305 -> "twenty-four thousand three hundred five"."""
+    if n == 0:
+        return "zero"
+    thousands, rest = divmod(n, 1000)
+    words = (_english_below_1000(thousands) + ["thousand"]) if thousands else []
+    return " ".join(words + _english_below_1000(rest))
+
+
+def numeral_pairs(split="train", count=None):
+    """(German, English) number-word pairs: the offline default corpus. Splits are disjoint sets of numbers.
+
+    Numbers 0..999,999 are shuffled once (fixed seed); "validation" and "test" take 2,000 each, "train" the next
+    `count` (default 50,000).
+
+    Example:
+    >>> numeral_pairs("test", 1)[0]
+    ('einhundertachtzehntausendneunhundertdreiundsiebzig', 'one hundred eighteen thousand nine hundred seventy-three')
+    """
+    numbers = np.random.default_rng(0).permutation(1_000_000)
+    offsets = {"validation": (0, 2000), "test": (2000, 4000), "train": (4000, 4000 + (count or 50_000))}
+    if split not in offsets:
+        raise ValueError(f"Unknown split {split!r}: expected train, validation or test.")
+    begin, end = offsets[split]
+    chosen = numbers[begin:end] if split == "train" or count is None else numbers[begin : begin + count]
+    return [(german_number(int(n)), english_number(int(n))) for n in chosen]
 
 
 # --------------------------------------------------------------------------------------------- tokenizers
