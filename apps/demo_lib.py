@@ -339,10 +339,7 @@ def _display(image, size=140):
 
 def load_translator(model_dir):
     """(Translator, metadata) of a translation directory: Translator.save's files plus metadata.json."""
-    from keras_tx.data.translation import Translator
-
-    metadata = artifacts.read_metadata(model_dir)
-    return Translator.load(model_dir), metadata
+    return recipes.load_translator(model_dir)
 
 
 def translate(translator, text, sampler, num_beams, truncate):

@@ -83,7 +83,7 @@ def check_model_dir(model_dir):
 
 
 KIND_NAMES = {"language_model": "a language model", "masked_lm": "a masked language model",
-              "image_classifier": "an image classifier"}
+              "image_classifier": "an image classifier", "translation": "a translation model"}
 
 
 def load_model(model_dir, kind=None):

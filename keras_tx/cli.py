@@ -3,6 +3,7 @@
     keras-tx train gpt --text-file input.txt --steps 2000 --out runs/gpt
     keras-tx generate runs/gpt --prompt "ROMEO:" --max-new-tokens 200 --sampler top_k --top-k 10
     keras-tx evaluate runs/gpt
+    keras-tx train igpt --data-dir fashion_mnist --out runs/igpt && keras-tx complete runs/igpt shirt.png --out c.png
     keras-tx demo
 
 Errors a user can cause (a missing file, unknown characters, a directory that is not a model) print one line on
@@ -100,6 +101,20 @@ def _parser():
         image_model.set_defaults(batch_size=128, steps=None, eval_interval=None, warmup_steps=200,
                                  weight_decay=0.05, beta2=0.999)
 
+    igpt = models.add_parser("igpt", help="image GPT: a GPT over k-means palette indices of downsampled pixels")
+    igpt.add_argument("--image-size", type=int, help="side of the token grid (default: half the images' side "
+                      "from 16 up: 28 -> 14, digits 16 -> 8)")
+    igpt.add_argument("--num-colors", type=int, default=16, help="k-means palette size (default 16)")
+    igpt.add_argument("--num-layers", type=int, default=4)
+    igpt.add_argument("--num-heads", type=int, default=4)
+    igpt.add_argument("--hidden-dim", type=int, default=128)
+    igpt.add_argument("--intermediate-dim", type=int, help="default 4 * hidden-dim")
+    _add_training_arguments(igpt)
+    igpt.add_argument("--epochs", type=int, default=10)
+    igpt.add_argument("--train-size", type=int, help="use only the first N training images")
+    igpt.add_argument("--test-size", type=int, help="use only the first N test images")
+    igpt.set_defaults(batch_size=64, steps=None, eval_interval=None)
+
     bert = models.add_parser("bert", help="BERT masked-LM pretraining with a WordPiece vocabulary")
     bert.add_argument("--num-layers", type=int, default=4)
     bert.add_argument("--num-heads", type=int, default=4)
@@ -110,6 +125,26 @@ def _parser():
     _add_training_arguments(bert)
     bert.set_defaults(batch_size=64, learning_rate=5e-4, min_learning_rate=5e-5, weight_decay=0.01, beta2=0.999,
                       eval_batches=20, dropout=0.1)
+
+    transformer = models.add_parser(
+        "transformer", help="a seq2seq Transformer translator (default data: German->English number words)"
+    )
+    transformer.add_argument("--source", default="de", help="source language: file suffix or tfds feature")
+    transformer.add_argument("--target", default="en", help="target language")
+    transformer.add_argument("--num-layers", type=int, default=3, help="encoder blocks, and as many decoder blocks")
+    transformer.add_argument("--num-heads", type=int, default=8)
+    transformer.add_argument("--hidden-dim", type=int, default=256)
+    transformer.add_argument("--intermediate-dim", type=int, help="default 2 * hidden-dim")
+    transformer.add_argument("--max-length", type=int, default=40, help="source and target pieces kept")
+    transformer.add_argument("--vocabulary-size", type=int, default=8000, help="upper bound per language")
+    transformer.add_argument("--label-smoothing", type=float, default=0.1)
+    transformer.add_argument("--epochs", type=int, default=15)
+    transformer.add_argument("--max-pairs", type=int, help="use only the first N training pairs")
+    transformer.add_argument("--bleu-sentences", type=int, default=1000,
+                             help="test pairs translated (greedy) for BLEU at the end; 0: none")
+    _add_training_arguments(transformer)
+    transformer.set_defaults(batch_size=128, steps=None, eval_interval=None, learning_rate=5e-4,
+                             min_learning_rate=1e-5, warmup_steps=450, weight_decay=0.01, beta2=0.98, dropout=0.1)
 
     generate = verbs.add_parser("generate", help="continue a prompt with a language model")
     generate.add_argument("model_dir")
@@ -127,10 +162,26 @@ def _parser():
     fill.add_argument("text")
     fill.add_argument("--top-k", type=int, default=5)
 
+    translate = verbs.add_parser("translate", help="translate texts with a seq2seq Transformer")
+    translate.add_argument("model_dir")
+    translate.add_argument("texts", nargs="+", help="one or more texts in the source language")
+    translate.add_argument("--sampler", choices=("greedy", "beam"), default="beam")
+    translate.add_argument("--num-beams", type=int, default=4)
+
     classify = verbs.add_parser("classify", help="classify image files (PNG, JPEG, ...) with an image model")
     classify.add_argument("model_dir")
     classify.add_argument("images", nargs="+")
     classify.add_argument("--top-k", type=int, default=3)
+
+    complete = verbs.add_parser("complete", help="complete the bottom of an image with an image GPT (PNG grid out)")
+    complete.add_argument("model_dir")
+    complete.add_argument("image", help="a PNG, JPEG, ... file of any size and mode")
+    complete.add_argument("--out", required=True, help="the PNG to write: given image, kept rows, completions")
+    complete.add_argument("--keep-rows", type=int, help="rows of the token grid kept (default: the top half)")
+    complete.add_argument("--num-samples", type=int, default=4, help="completions (default 4)")
+    complete.add_argument("--temperature", type=float, default=1.0)
+    complete.add_argument("--seed", type=int)
+    complete.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
     evaluate = verbs.add_parser("evaluate", help="print a model's metrics as one JSON line")
     evaluate.add_argument("model_dir")
@@ -139,6 +190,10 @@ def _parser():
     evaluate.add_argument("--data-dir")
     evaluate.add_argument("--batches", type=int, default=200, help="validation batches (language models)")
     evaluate.add_argument("--batch-size", type=int, default=12)
+
+    export = verbs.add_parser("export", help="write a TF SavedModel with serving signatures (TF Serving)")
+    export.add_argument("model_dir")
+    export.add_argument("out_dir", help="a new or empty directory; for TF Serving a version folder: serving/gpt/1")
 
     demo = verbs.add_parser("demo", help="the interactive demo (Streamlit) on saved_models/")
     demo.add_argument("--port", type=int, default=8501)
@@ -154,10 +209,18 @@ def cmd_train(args):
     from keras_tx import recipes
 
     args.jit_compile = _jit(args.jit_compile)
-    if args.model in ("vit", "resnet"):
+    if args.model == "igpt":
         if args.epochs <= 0 or args.batch_size <= 0:
             raise UsageError("--epochs and --batch-size must be positive.")
-        recipes.train_image_classifier(args)
+        if args.image_size is not None and args.image_size < 2 or not 2 <= args.num_colors <= 4096:
+            raise UsageError("--image-size must be at least 2 and --num-colors between 2 and 4096.")
+        recipes.train_image_gpt(args)
+        return None
+    if args.model in ("vit", "resnet", "transformer"):
+        if args.epochs <= 0 or args.batch_size <= 0:
+            raise UsageError("--epochs and --batch-size must be positive.")
+        train = recipes.train_translation if args.model == "transformer" else recipes.train_image_classifier
+        train(args)
         return None
     if args.steps <= 0 or args.batch_size <= 0 or args.eval_interval <= 0:
         raise UsageError("--steps, --batch-size and --eval-interval must be positive.")
@@ -198,6 +261,16 @@ def cmd_fill_mask(args):
         print(f"[MASK] {index}: " + ", ".join(f"{token} {p:.3f}" for token, p in candidates))
 
 
+def cmd_translate(args):
+    from keras_tx import recipes
+
+    if not 1 <= args.num_beams <= 16:
+        raise UsageError(f"--num-beams must be between 1 and 16, got {args.num_beams}.")
+    translator, _ = recipes.load_translator(args.model_dir)
+    for text in args.texts:
+        print(translator.translate(text, sampler=args.sampler, num_beams=args.num_beams))
+
+
 def cmd_classify(args):
     from keras_tx import recipes
 
@@ -206,12 +279,33 @@ def cmd_classify(args):
         print(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in predictions))
 
 
+def cmd_complete(args):
+    from keras_tx import recipes
+
+    if not 1 <= args.num_samples <= 64:
+        raise UsageError(f"--num-samples must be between 1 and 64, got {args.num_samples}.")
+    if not args.temperature > 0:
+        raise UsageError(f"--temperature must be positive, got {args.temperature}.")
+    recipes.check_output_file(args.out, args.force)  # checked first, so no work is done for nothing
+    model, metadata = recipes.load_image_gpt(args.model_dir)
+    pixels = recipes.complete_image_file(model, metadata, args.image, args.keep_rows, args.num_samples,
+                                         args.temperature, args.seed)
+    recipes.write_png(pixels, args.out, force=args.force)
+    kept = model.grid_size[0] // 2 if args.keep_rows is None else args.keep_rows
+    print(f"wrote {args.out}: the given image, its top {kept} of {model.grid_size[0]} rows, "
+          f"{args.num_samples} completion(s)")
+
+
 def cmd_evaluate(args):
     from keras_tx import artifacts, recipes
 
     metadata = artifacts.read_metadata(args.model_dir)
     if metadata.get("kind") == "image_classifier":
         return _evaluate_image_classifier(args, metadata)
+    if metadata.get("kind") == "image_gpt":
+        return _evaluate_image_gpt(args)
+    if metadata.get("kind") == "translation":
+        return _evaluate_translation(args)
     if metadata.get("kind") != "language_model":
         raise UsageError(f"evaluate does not know {metadata.get('kind', 'this')} models yet.")
     import keras
@@ -241,6 +335,42 @@ def _evaluate_image_classifier(args, metadata):
     accuracy = float(np.mean(np.argmax(logits, axis=-1) == data.y_test))
     print(json.dumps({"model_dir": args.model_dir, "dataset": source, "test_accuracy": round(accuracy, 4),
                       "test_images": int(len(data.y_test))}))
+
+
+def _evaluate_image_gpt(args):
+    from keras_tx import recipes
+
+    model, metadata = recipes.load_image_gpt(args.model_dir)
+    source = args.data_dir or args.dataset or metadata["dataset"]
+    _, x_test, _ = recipes.image_gpt_data(source)
+    if source == metadata["dataset"] and metadata.get("test_size"):
+        x_test = x_test[: metadata["test_size"]]  # the test images the training run reported on
+    nats = recipes.image_gpt_nll(model, x_test)
+    print(json.dumps({"model_dir": args.model_dir, "dataset": source, "test_images": int(len(x_test)),
+                      "test_nll_nats_per_pixel": round(nats, 4), "test_nll_bits_per_pixel": round(nats / np.log(2), 4)}))
+
+
+def _evaluate_translation(args):
+    from keras_tx import recipes
+
+    translator, metadata = recipes.load_translator(args.model_dir)
+    args.source, args.target = metadata.get("languages", ("de", "en"))
+    args.download = False
+    pairs, source = recipes.translation_pairs(args, "test")
+    scores = {sampler: translator.evaluate_bleu(pairs, sampler=sampler) for sampler in ("greedy", "beam")}
+    print(json.dumps({"model_dir": args.model_dir, "dataset": source, "test_pairs": len(pairs),
+                      "bleu_greedy": round(float(scores["greedy"]), 2), "bleu_beam4": round(float(scores["beam"]), 2)}))
+
+
+def cmd_export(args):
+    from keras_tx import export
+
+    result = export.export(args.model_dir, args.out_dir)  # checks both directories before loading anything
+    print(f"wrote {args.out_dir} ({result['kind']}), signatures:")
+    for name, spec in result["signatures"].items():
+        inputs = ", ".join(f"{key}: {value}" for key, value in spec["inputs"].items())
+        outputs = ", ".join(f"{key}: {value}" for key, value in spec["outputs"].items())
+        print(f"  {name}({inputs}) -> {outputs}")
 
 
 def cmd_demo(args):
@@ -273,8 +403,11 @@ COMMANDS = {
     "train": cmd_train,
     "generate": cmd_generate,
     "fill-mask": cmd_fill_mask,
+    "translate": cmd_translate,
     "classify": cmd_classify,
+    "complete": cmd_complete,
     "evaluate": cmd_evaluate,
+    "export": cmd_export,
     "demo": cmd_demo,
 }
 

@@ -45,8 +45,9 @@ def random_window_batches(ids, sequence_length, batch_size, seed, start_step=0, 
     return steps.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
-def _compile(model, args, total_steps, **compile_kwargs):
-    """Compile `model` with the project's recipe (AdamW, warm-up + cosine, global-norm clip) and `args`' flags."""
+def _compile(model, args, total_steps, loss=None, **compile_kwargs):
+    """Compile `model` with the project's recipe (AdamW, warm-up + cosine, global-norm clip) and `args`' flags.
+    The loss defaults to cross-entropy on logits."""
     import keras
 
     optimizer = training.make_optimizer(
@@ -61,7 +62,7 @@ def _compile(model, args, total_steps, **compile_kwargs):
     training.exclude_non_matrices(optimizer, model)
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=args.jit_compile,
         steps_per_execution=args.steps_per_execution,
         **compile_kwargs,
@@ -346,6 +347,236 @@ def classify_files(model, metadata, paths, top_k=3):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Image GPT: `keras-tx train igpt`, `keras-tx complete`, `keras-tx evaluate` of an igpt directory
+
+
+def image_gpt_data(source, **kwargs):
+    """(train images, test images, split description) of an image source, labels dropped (iGPT needs none).
+
+    A source with one split only (shared/datasets/mnist holds just the test set) is cut in its stored order:
+    first 80% train, last 20% test, so that `evaluate` finds the same test images again.
+    """
+    from keras_tx.data.images import load_image_data
+
+    data = load_image_data(source, **kwargs)
+    if data.x_train is not None and data.x_test is not None and len(data.x_train) and len(data.x_test):
+        return data.x_train, data.x_test, "the dataset's own train/test split"
+    which = "train" if data.x_train is not None and len(data.x_train) else "test"
+    images = data.x_train if which == "train" else data.x_test
+    cut = int(0.8 * len(images))
+    return images[:cut], images[cut:], f"its {which} split only: first 80% train, last 20% test"
+
+
+def default_token_grid(image_shape):
+    """The token grid for images of `image_shape`: half the side from 16 up (28 -> 14, digits' 16 -> 8), so that
+    a sequence (h*w + 1 tokens) stays short enough for a CPU; smaller images keep their size."""
+    height, width = image_shape[:2]
+    grid = tuple(s // 2 if s >= 16 and s % 2 == 0 else s for s in (height, width))
+    return grid[0] if grid[0] == grid[1] else grid
+
+
+def _token_stream(tokens, batch_size, steps_per_epoch, total_epochs, seed):
+    """`start_step -> dataset` of (inputs, targets) next-pixel batches, each epoch reshuffled with its own seed."""
+    import tensorflow as tf
+
+    base = tf.data.Dataset.from_tensor_slices(tokens)  # one copy of the array, shared by every epoch
+
+    def make(start_step):
+        epochs = [base.shuffle(len(tokens), seed=seed + e).batch(batch_size, drop_remainder=True).take(steps_per_epoch)
+                  for e in range(start_step // steps_per_epoch, total_epochs)]
+        stream = epochs[0]
+        for epoch in epochs[1:]:
+            stream = stream.concatenate(epoch)
+        return stream.map(lambda t: (t[:, :-1], t[:, 1:])).prefetch(tf.data.AUTOTUNE)  # (B, h*w) each
+
+    return make
+
+
+def image_gpt_nll(model, images, batch_size=128):
+    """Mean negative log-likelihood of `images` under an `ImageGPT`, in nats per pixel of its token grid.
+
+    Each image is downsampled and quantized as in training; the sum of -log p(pixel | pixels before it) over all
+    h*w pixels of all images, divided by their number. Divide by ln 2 for bits per pixel.
+    """
+    inputs, targets = model.training_pairs(images)  # (N, h*w) each
+    total = 0.0
+    for start in range(0, len(inputs), batch_size):
+        logits = np.asarray(model.predict_on_batch(inputs[start : start + batch_size]), "float64")  # (b, T, V)
+        logits -= logits.max(axis=-1, keepdims=True)
+        log_normalizer = np.log(np.exp(logits).sum(axis=-1))  # (b, T)
+        picked = np.take_along_axis(logits, targets[start : start + batch_size, :, None], axis=-1)[..., 0]
+        total += float((log_normalizer - picked).sum())
+    return total / targets.size
+
+
+def train_image_gpt(args):
+    """`keras-tx train igpt`: a k-means palette, then a GPT over the raster palette indices of downsampled images.
+
+    Returns the metadata written; its metrics hold the test NLL per pixel in nats and bits.
+    """
+    import types
+
+    from keras_tx.models import ImageGPT, Palette
+
+    strategy = training.make_strategy(args.strategy, cpu_replicas=args.cpu_replicas, tpu=args.tpu)
+    policy = training.configure(seed=args.seed, deterministic=args.deterministic, mixed_precision=args.mixed_precision)
+    source = args.data_dir or args.dataset or "digits"
+    kwargs = {"download": True} if args.download and not os.path.exists(source) and source != "digits" else {}
+    x_train, x_test, split = image_gpt_data(source, **kwargs)
+    if args.train_size:
+        x_train = x_train[: args.train_size]
+    if args.test_size:
+        x_test = x_test[: args.test_size]
+    steps_per_epoch = len(x_train) // args.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(x_train)} training images are fewer than one batch of {args.batch_size}.")
+    grid = args.image_size or default_token_grid(x_train.shape[1:3])
+    height, width = (grid, grid) if np.ndim(grid) == 0 else grid
+    seed = args.seed if args.seed is not None else 0
+
+    # The palette clusters the pixels the model will read: those of the downsampled images. `downsample` only
+    # needs the grid, so it runs before the model (which needs the palette) exists.
+    small = ImageGPT.downsample(types.SimpleNamespace(grid_size=(height, width)), x_train)
+    palette = Palette.fit(small, num_colors=args.num_colors, seed=seed)
+    print(f"{source}: {len(x_train):,} training / {len(x_test):,} test images of shape {x_train.shape[1:]} -> "
+          f"{height}x{width} tokens over a {palette.num_colors}-colour k-means palette ({split}).")
+
+    total_steps = steps_per_epoch * args.epochs
+    with strategy.scope():
+        model = ImageGPT(
+            palette,
+            image_size=grid,
+            num_layers=args.num_layers,
+            num_heads=args.num_heads,
+            hidden_dim=args.hidden_dim,
+            intermediate_dim=args.intermediate_dim or 4 * args.hidden_dim,
+            dropout=args.dropout,
+        )
+        _compile(model, args, total_steps)
+    print(f"igpt: {model.count_params():,} parameters, sequences of {1 + height * width} tokens; "
+          f"{strategy.num_replicas_in_sync} replica(s), {policy}.")
+
+    import tensorflow as tf
+
+    test_x, test_y = model.training_pairs(x_test)
+    validation = tf.data.Dataset.from_tensor_slices((test_x, test_y)).batch(256)
+    start = time.perf_counter()
+    history = training.fit(
+        model,
+        _token_stream(model.sequences(x_train), args.batch_size, steps_per_epoch, args.epochs, seed),
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        out_dir=args.out,
+        validation_data=validation,
+        tensorboard=not args.no_tensorboard,
+        verbose=args.verbose,
+    )
+    seconds = time.perf_counter() - start
+    nats = image_gpt_nll(model, x_test)
+    final = history[-1] if history else {}
+    metrics = {
+        "test_nll_nats_per_pixel": round(nats, 4),
+        "test_nll_bits_per_pixel": round(nats / np.log(2), 4),
+        "train_loss": final.get("loss"),
+        "epochs": args.epochs,
+        "training_seconds_this_run": round(seconds, 1),
+    }
+    metadata = artifacts.save_model(
+        args.out,
+        model,
+        {
+            "kind": "image_gpt",
+            "architecture": "igpt",
+            "config": model.get_config(),
+            "dataset": source,
+            "split": split + (f", first {args.train_size} training images" if args.train_size else "")
+            + (f", first {args.test_size} test images" if args.test_size else ""),
+            "test_size": args.test_size,
+            "image_shape": list(x_train.shape[1:]),
+            "token_grid": [height, width],
+            "num_colors": palette.num_colors,
+            "nll_unit": f"per pixel of the {height}x{width} token grid, each one of {palette.num_colors} palette colours",
+            "batch_size": args.batch_size,
+            "metrics": metrics,
+        },
+    )
+    training.remove_backup(args.out)
+    print(f"test NLL {metrics['test_nll_nats_per_pixel']:.4f} nats = {metrics['test_nll_bits_per_pixel']:.4f} bits "
+          f"per pixel after {args.epochs} epochs; wrote {args.out}/")
+    return metadata
+
+
+def load_image_gpt(model_dir):
+    """(model, metadata) of an image-GPT directory."""
+    return artifacts.load_model(model_dir, kind="image_gpt")
+
+
+def complete_image_file(model, metadata, path, keep_rows=None, num_samples=4, temperature=1.0, seed=None):
+    """The completion grid of one image file: [given | top rows kept | completion 1 ... N], as uint8 (H, W, C).
+
+    The file is read as the training images were (`load_image_file` at the training shape: any format, mode and
+    size; a file that is not an image raises ValueError), then downsampled and quantized by the model. "Given" is
+    the quantized image, "kept" its top `keep_rows` rows (default: half the grid) over grey, and each completion
+    keeps those rows and samples the rest pixel by pixel. One grid pixel is drawn as a `scale` x `scale` block
+    (scale = 96 // grid side, at least 1) and the tiles are one grid pixel apart, on white.
+    """
+    from keras_tx.data.images import load_image_file
+
+    height, width, channels = metadata["image_shape"]
+    image = load_image_file(path, (height, width), channels)  # (H, W, C) floats in [0, 1]
+    grid_h, grid_w = model.grid_size
+    keep_rows = grid_h // 2 if keep_rows is None else keep_rows
+    completions = model.complete(image[None], keep_rows, num_samples, temperature=temperature, seed=seed)[0]
+    given = model.dequantize_images(model.quantize_images(image[None]))[0]  # (h, w, C)
+    kept = np.full_like(given, 0.5)
+    kept[:keep_rows] = given[:keep_rows]
+    tiles = [given, kept, *completions]
+    scale = max(1, 96 // max(grid_h, grid_w))
+    gap = np.ones((grid_h, 1, given.shape[-1]), "float32")  # one grid pixel of white between tiles
+    row = np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)  # (h, n*(w+1)-1, C)
+    row = np.repeat(np.repeat(row, scale, axis=0), scale, axis=1)
+    return np.round(np.clip(row, 0.0, 1.0) * 255).astype("uint8")
+
+
+def check_output_file(path, force=False):
+    """Raise ValueError unless `path` can be written: its folder exists, and it does not (or `force`)."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory; --out takes a file name such as completions.png.")
+    if os.path.lexists(path) and not force:
+        raise ValueError(f"{path} exists; pass --force to overwrite it.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder} does not exist (the folder of --out {path}).")
+
+
+def write_png(pixels, path, force=False):
+    """Write uint8 (H, W, C) pixels as a PNG at `path`, never replacing an existing file unless `force`.
+
+    Written under a temporary name in the same folder, then moved into place (os.link refuses to replace an
+    existing file, so a file that appeared meanwhile is kept too).
+    """
+    from PIL import Image
+
+    check_output_file(path, force)
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    try:
+        image.save(tmp, format="PNG")
+        if force:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    except FileExistsError:
+        raise ValueError(f"{path} exists; pass --force to overwrite it.") from None
+    except OSError as error:
+        raise ValueError(f"Cannot write {path}: {error.strerror or error}.") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # BERT: `keras-tx train bert` (masked-LM pretraining), `keras-tx fill-mask`
 
 
@@ -451,3 +682,128 @@ def load_masked_lm(model_dir):
             raise ValueError(f"{model_dir} has no tokenizer (vocab.txt is missing).")
         model.tokenizer = load_tokenizer(model_dir)
     return model, metadata
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Translation: `keras-tx train transformer`
+
+
+def translation_pairs(args, split):
+    """(pairs, description) of one split: line-aligned files or a TSV (--data-dir / --text-file), a tfds
+    dataset (--dataset), or the generated German->English number words (no data given)."""
+    from keras_tx.data.translation import load_parallel, numeral_pairs
+
+    if args.dataset:
+        pairs = load_parallel(args.data_dir, args.source, args.target, split, tfds_name=args.dataset,
+                              download=args.download)
+        return pairs, f"tfds {args.dataset} ({args.source}->{args.target})"
+    path = args.text_file or args.data_dir
+    if path is None:
+        count = getattr(args, "max_pairs", None) if split == "train" else None
+        return numeral_pairs(split, count), "German->English number words (keras_tx.data.translation.numeral_pairs)"
+    if os.path.isfile(path):  # one TSV: 90% / 5% / 5%, in file order
+        pairs = load_parallel(path)
+        cut1, cut2 = int(0.9 * len(pairs)), int(0.95 * len(pairs))
+        return {"train": pairs[:cut1], "validation": pairs[cut1:cut2], "test": pairs[cut2:]}[split], path
+    return load_parallel(path, args.source, args.target, split), f"{path} ({args.source}->{args.target})"
+
+
+def train_translation(args):
+    """`keras-tx train transformer`: WordPiece vocabularies + the seq2seq Transformer, then test BLEU."""
+    from keras_tx.data.translation import (
+        Translator, save_translation_tokenizers, train_translation_tokenizers, translation_dataset,
+    )
+    from keras_tx.models import MaskedCrossentropy, Seq2SeqTransformer, masked_accuracy
+
+    strategy = training.make_strategy(args.strategy, cpu_replicas=args.cpu_replicas, tpu=args.tpu)
+    policy = training.configure(seed=args.seed, deterministic=args.deterministic, mixed_precision=args.mixed_precision)
+    train_pairs, source = translation_pairs(args, "train")
+    train_pairs = train_pairs[: args.max_pairs] if args.max_pairs else train_pairs
+    val_pairs, _ = translation_pairs(args, "validation")
+    test_pairs, _ = translation_pairs(args, "test")
+    source_tokenizer, target_tokenizer = train_translation_tokenizers(
+        train_pairs, args.vocabulary_size, args.vocabulary_size
+    )
+    steps_per_epoch = len(train_pairs) // args.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(train_pairs)} training pairs are fewer than one batch of {args.batch_size}.")
+    total_steps = steps_per_epoch * args.epochs
+    print(f"{source}: {len(train_pairs):,} train / {len(val_pairs):,} validation / {len(test_pairs):,} test pairs; "
+          f"vocabularies {source_tokenizer.vocabulary_size():,} / {target_tokenizer.vocabulary_size():,} pieces.")
+    with strategy.scope():
+        model = Seq2SeqTransformer(
+            source_tokenizer.vocabulary_size(),
+            target_tokenizer.vocabulary_size(),
+            num_layers=args.num_layers,
+            num_heads=args.num_heads,
+            hidden_dim=args.hidden_dim,
+            intermediate_dim=args.intermediate_dim or 2 * args.hidden_dim,
+            max_source_length=args.max_length,
+            max_target_length=args.max_length,
+            dropout=args.dropout,
+        )
+        _compile(model, args, total_steps, loss=MaskedCrossentropy(label_smoothing=args.label_smoothing),
+                 metrics=[masked_accuracy])
+    print(f"transformer: {model.count_params():,} parameters; {strategy.num_replicas_in_sync} replica(s), {policy}.")
+    seed = args.seed if args.seed is not None else 0
+
+    def batches(start_step):
+        epochs = [
+            translation_dataset(train_pairs, source_tokenizer, target_tokenizer, args.max_length, args.max_length,
+                                args.batch_size, seed=seed + e, drop_remainder=True)
+            for e in range(start_step // steps_per_epoch, args.epochs)
+        ]
+        stream = epochs[0]
+        for epoch in epochs[1:]:
+            stream = stream.concatenate(epoch)
+        return stream
+
+    validation = translation_dataset(val_pairs, source_tokenizer, target_tokenizer, args.max_length,
+                                     args.max_length, args.batch_size, shuffle=False)
+    os.makedirs(args.out, exist_ok=True)
+    save_translation_tokenizers(args.out, source_tokenizer, target_tokenizer)
+    start = time.perf_counter()
+    history = training.fit(
+        model, batches, total_steps=total_steps, steps_per_epoch=steps_per_epoch, out_dir=args.out,
+        validation_data=validation, tensorboard=not args.no_tensorboard, verbose=args.verbose,
+    )
+    seconds = time.perf_counter() - start
+    final = history[-1] if history else {}
+    metrics = {
+        "val_loss": final.get("val_loss"),
+        "val_token_accuracy": final.get("val_masked_accuracy"),
+        "train_loss": final.get("loss"),
+        "epochs": args.epochs,
+        "training_seconds_this_run": round(seconds, 1),
+    }
+    if args.bleu_sentences:
+        scored = test_pairs[: args.bleu_sentences]
+        bleu = Translator(model, source_tokenizer, target_tokenizer).evaluate_bleu(scored)
+        metrics.update(test_bleu_greedy=round(float(bleu), 2), test_bleu_sentences=len(scored))
+    metadata = artifacts.save_model(
+        args.out,
+        model,
+        {
+            "kind": "translation",
+            "architecture": "seq2seq_transformer",
+            "config": model.get_config(),
+            "tokenizer": "source_vocab.txt, target_vocab.txt",
+            "dataset": source,
+            "split": "the corpus's train / validation / test splits",
+            "languages": [args.source, args.target],
+            "label_smoothing": args.label_smoothing,
+            "metrics": metrics,
+        },
+    )
+    training.remove_backup(args.out)
+    bleu_text = f", test BLEU {metrics['test_bleu_greedy']:.2f} (greedy)" if "test_bleu_greedy" in metrics else ""
+    print(f"val loss {metrics['val_loss']:.4f}{bleu_text}; wrote {args.out}/")
+    return metadata
+
+
+def load_translator(model_dir):
+    """(Translator, metadata) of a translation-model directory."""
+    from keras_tx.data.translation import Translator, load_translation_tokenizers
+
+    model, metadata = artifacts.load_model(model_dir, kind="translation")
+    return Translator(model, *load_translation_tokenizers(model_dir)), metadata

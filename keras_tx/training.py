@@ -271,7 +271,8 @@ def fit(
     if tensorboard:
         callback_list.append(keras.callbacks.TensorBoard(os.path.join(out_dir, "logs"), write_graph=False))
     if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+        with model.distribute_strategy.scope():  # under tf.distribute its slots must be distributed like the weights
+            model.optimizer.build(model.trainable_variables)
     initial_epoch = backup.restore(model)
     epochs = total_steps // steps_per_epoch
     if initial_epoch:

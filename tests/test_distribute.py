@@ -103,3 +103,42 @@ def test_mirrored_on_two_cpu_replicas_matches_one_replica(tmp_path):
         assert f"replicas {replicas}" in result.stdout
         outs[name] = np.load(out)
     np.testing.assert_allclose(outs["mirrored"], outs["default"], rtol=1e-5, atol=1e-6)
+
+
+CORPUS = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 40
+
+
+def test_keras_tx_train_multi_worker_cli_two_processes(tmp_path):
+    """The issue's acceptance check: `keras-tx train ... --strategy multi-worker` in two worker processes on
+    127.0.0.1 runs to the end, and both workers finish with the same weights."""
+    import keras
+
+    import keras_tx.models  # noqa: F401  registers GPT for loading
+
+    corpus = tmp_path / "input.txt"
+    corpus.write_text(CORPUS)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    processes = []
+    try:
+        for index in range(2):
+            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            command = [sys.executable, "-m", "keras_tx.cli", "train", "gpt", "--text-file", str(corpus),
+                       "--steps", "4", "--eval-interval", "2", "--num-layers", "1", "--num-heads", "2",
+                       "--hidden-dim", "16", "--context", "16", "--batch-size", "4", "--eval-batches", "2",
+                       "--warmup-steps", "2", "--no-tensorboard", "--verbose", "0", "--strategy", "multi-worker",
+                       "--out", str(tmp_path / f"worker{index}")]
+            processes.append(subprocess.Popen(command, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
+                                              stderr=subprocess.PIPE, text=True))
+        results = [process.communicate(timeout=300) for process in processes]
+    finally:
+        for process in processes:  # a worker left waiting for its peer must not outlive the test
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for process, (stdout, stderr) in zip(processes, results):
+        assert process.returncode == 0, stderr[-3000:]
+        assert "2 replica(s)" in stdout and "after 4 steps" in stdout, stdout
+    weights = [keras.saving.load_model(tmp_path / f"worker{i}" / "model.keras").get_weights() for i in range(2)]
+    assert len(weights[0]) == len(weights[1]) > 0
+    for first, second in zip(*weights):
+        np.testing.assert_array_equal(first, second)

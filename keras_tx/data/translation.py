@@ -536,5 +536,7 @@ class Translator:
         if not os.path.isfile(path):
             raise ValueError(f"{directory!r} is not a translation model directory: it has no {MODEL_FILE}.")
         source_tokenizer, target_tokenizer = load_translation_tokenizers(directory)
+        import keras_tx.models  # noqa: F401  registers Seq2SeqTransformer for deserialization
+
         model = keras.saving.load_model(path, safe_mode=True)
         return cls(model, source_tokenizer, target_tokenizer)
