@@ -298,17 +298,24 @@ def show_predictions(classifiers, path, shown_name, truth):
                         width=280)
 
 
+def optional_model(folder, kinds, kind, label, what):
+    """The (model, metadata) an optional page shows, described in the page; None (and a note) when absent."""
+    name = choose(folder, kinds, None, label)
+    if name is None:
+        st.info(f"No {what} in this folder.")
+        return None
+    loaded = load_or_explain(folder, name, kind)
+    if loaded is not None:
+        describe(name, loaded[1])
+    return loaded
+
+
 def completion_page(folder):
     st.header("Image completion")
-    name = choose(folder, lib.IMAGE_GPT_KINDS, None, "Image GPT")
-    if name is None:
-        st.info("No image GPT model in this folder.")
-        return
-    loaded = load_or_explain(folder, name, "image_gpt")
+    loaded = optional_model(folder, lib.IMAGE_GPT_KINDS, "image_gpt", "Image GPT", "image GPT model")
     if loaded is None:
         return
     model, metadata = loaded
-    describe(name, metadata)
     try:
         images, _, _ = test_images(metadata.get("dataset", "digits"))
     except ValueError as error:
@@ -334,15 +341,10 @@ def completion_page(folder):
 
 def translation_page(folder):
     st.header("Translation")
-    name = choose(folder, lib.TRANSLATION_KINDS, None, "Translation model")
-    if name is None:
-        st.info("No translation model in this folder.")
-        return
-    loaded = load_or_explain(folder, name, "translation")
+    loaded = optional_model(folder, lib.TRANSLATION_KINDS, "translation", "Translation model", "translation model")
     if loaded is None:
         return
     translator, metadata = loaded
-    describe(name, metadata)
     st.caption(f"An encoder-decoder Transformer: the encoder reads the whole source, the decoder writes the "
                f"translation token by token (sources up to {translator.model.max_source_length} tokens).")
     text = st.text_area("Source text", "Ein Mann fährt Fahrrad.", key="source_text", height=80)

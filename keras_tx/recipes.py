@@ -195,7 +195,11 @@ def generate_text(model, tokenizer, prompt_ids, max_new_tokens, **sampling):
     context = getattr(model, "max_length", None)
     tokens = np.asarray(prompt_ids, "int32")
     remaining = max_new_tokens
+    seed, chunk_index = sampling.pop("seed", None), 0
     while remaining > 0:
+        # A fixed seed gives one reproducible stream, not the same random draws repeated in every chunk.
+        sampling["seed"] = None if seed is None else seed + chunk_index
+        chunk_index += 1
         if context is None:
             chunk, window = remaining, tokens
         else:
