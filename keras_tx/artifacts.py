@@ -83,7 +83,8 @@ def check_model_dir(model_dir):
 
 
 KIND_NAMES = {"language_model": "a language model", "masked_lm": "a masked language model",
-              "image_classifier": "an image classifier", "translation": "a translation model"}
+              "image_classifier": "an image classifier", "translation": "a translation model",
+              "image_gpt": "an image GPT"}
 
 
 def load_model(model_dir, kind=None):
