@@ -38,6 +38,14 @@ saved-models: $(VENV)/.installed
 		--no-tensorboard --verbose 2 --out saved_models/resnet_fashion_mnist
 	$(KT) train vit --data-dir $(DATA)/fashion_mnist --patch-size 7 --num-layers 6 --num-heads 4 --hidden-dim 128 \
 		--mlp-dim 256 --epochs 10 --flip --no-tensorboard --verbose 2 --out saved_models/vit_fashion_mnist
+	$(KT) train igpt --data-dir $(DATA)/fashion_mnist --train-size 20000 --test-size 2000 --num-layers 2 \
+		--hidden-dim 64 --num-heads 2 --epochs 3 --jit-compile on --no-tensorboard --verbose 2 \
+		--out saved_models/igpt_fashion_mnist
+	$(PY) benchmarks/translation.py prepare --data-dir $(DATA)/multi30k --out .data/multi30k
+	$(PY) benchmarks/translation.py train --data .data/multi30k --out runs/multi30k --num-layers 2 --hidden-dim 128 \
+		--intermediate-dim 512 --epochs 12 --warmup-steps 300 --learning-rate 1e-3 --time-budget 2700
+	$(PY) benchmarks/translation.py score --data .data/multi30k --run runs/multi30k --device "2-core CPU" \
+		--out saved_models/translation_multi30k --force
 	rm -f saved_models/*/best.weights.h5
 
 clean-venv:

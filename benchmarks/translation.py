@@ -74,13 +74,13 @@ def _vocabulary_size(path):
         return sum(1 for _ in file)
 
 
-def build_model(data_dir, max_length, dtype=None):
+def build_model(data_dir, max_length, **overrides):
     from keras_tx.models import Seq2SeqTransformer
 
     return Seq2SeqTransformer(
         _vocabulary_size(os.path.join(data_dir, "source_vocab.txt")),
         _vocabulary_size(os.path.join(data_dir, "target_vocab.txt")),
-        max_source_length=max_length, max_target_length=max_length, dtype=dtype, **MODEL,
+        max_source_length=max_length, max_target_length=max_length, **{**MODEL, **overrides},
     )
 
 
@@ -104,7 +104,9 @@ def train(args):
     x, y = _split(ids, "train")
     if args.max_pairs:
         x, y = {k: v[: args.max_pairs] for k, v in x.items()}, y[: args.max_pairs]
-    model = build_model(args.data, max_length)
+    sizes = {k: v for k, v in (("num_layers", args.num_layers), ("hidden_dim", args.hidden_dim),
+                                ("intermediate_dim", args.intermediate_dim)) if v}
+    model = build_model(args.data, max_length, **sizes)
     total_steps = (len(y) // args.batch_size) * args.epochs
     optimizer = training.make_optimizer(total_steps, learning_rate=args.learning_rate, min_learning_rate=1e-5,
                                         warmup_steps=args.warmup_steps, weight_decay=0.01, beta_2=0.98)
@@ -142,7 +144,10 @@ def score(args):
         references = json.load(file)
     with open(os.path.join(args.run, "train.json")) as file:
         summary = json.load(file)
-    model = build_model(args.data, references["max_length"])
+    from keras_tx.models import Seq2SeqTransformer
+
+    config = {**summary["config"], "dtype": None}  # trained perhaps in mixed precision: score in float32
+    model = Seq2SeqTransformer.from_config(config)
     model.set_weights(load_shards(os.path.join(args.run, "weights")))
     translator = Translator(model, *load_translation_tokenizers(args.data))
     pairs = references["test"]
@@ -218,6 +223,9 @@ def main():
     t.add_argument("--max-pairs", type=int, help="train on the first N pairs (smoke runs)")
     t.add_argument("--mixed-precision", help="e.g. mixed_bfloat16")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--num-layers", type=int, help=f"default {MODEL['num_layers']}")
+    t.add_argument("--hidden-dim", type=int, help=f"default {MODEL['hidden_dim']}")
+    t.add_argument("--intermediate-dim", type=int, help=f"default {MODEL['intermediate_dim']}")
     s = steps.add_parser("score")
     s.add_argument("--data", required=True)
     s.add_argument("--run", required=True)

@@ -244,22 +244,32 @@ def _image_classifier(args, data):
     )
 
 
-def _epoch_stream(data, batch_size, steps_per_epoch, total_epochs, seed, augment, flip):
-    """`start_step -> dataset`: the epochs from the one holding `start_step` to the last, each with its own seed."""
-    from keras_tx.data.images import image_dataset
+def chain_epochs(make_epoch, steps_per_epoch, total_epochs):
+    """`start_step -> dataset`: the epochs from the one holding `start_step` to the last, one after the other.
+
+    `make_epoch(e)` is epoch e's dataset (shuffled with a seed of its own, so a resumed run sees the same batches an
+    uninterrupted one would); each is cut to `steps_per_epoch` batches.
+    """
 
     def make(start_step):
-        epochs = [
-            image_dataset(data.x_train, data.y_train, batch_size, augment=augment, shuffle=True, seed=seed + e,
-                          flip=flip).take(steps_per_epoch)
-            for e in range(start_step // steps_per_epoch, total_epochs)
-        ]
-        stream = epochs[0]
-        for epoch in epochs[1:]:
-            stream = stream.concatenate(epoch)
+        stream = None
+        for epoch in range(start_step // steps_per_epoch, total_epochs):
+            batches = make_epoch(epoch).take(steps_per_epoch)
+            stream = batches if stream is None else stream.concatenate(batches)
         return stream
 
     return make
+
+
+def _epoch_stream(data, batch_size, steps_per_epoch, total_epochs, seed, augment, flip):
+    """Image batches, each epoch augmented and shuffled with its own seed (see `chain_epochs`)."""
+    from keras_tx.data.images import image_dataset
+
+    return chain_epochs(
+        lambda e: image_dataset(data.x_train, data.y_train, batch_size, augment=augment, shuffle=True, seed=seed + e,
+                                flip=flip),
+        steps_per_epoch, total_epochs,
+    )
 
 
 def train_image_classifier(args):
@@ -385,13 +395,11 @@ def _token_stream(tokens, batch_size, steps_per_epoch, total_epochs, seed):
 
     base = tf.data.Dataset.from_tensor_slices(tokens)  # one copy of the array, shared by every epoch
 
+    chained = chain_epochs(lambda e: base.shuffle(len(tokens), seed=seed + e).batch(batch_size, drop_remainder=True),
+                           steps_per_epoch, total_epochs)
+
     def make(start_step):
-        epochs = [base.shuffle(len(tokens), seed=seed + e).batch(batch_size, drop_remainder=True).take(steps_per_epoch)
-                  for e in range(start_step // steps_per_epoch, total_epochs)]
-        stream = epochs[0]
-        for epoch in epochs[1:]:
-            stream = stream.concatenate(epoch)
-        return stream.map(lambda t: (t[:, :-1], t[:, 1:])).prefetch(tf.data.AUTOTUNE)  # (B, h*w) each
+        return chained(start_step).map(lambda t: (t[:, :-1], t[:, 1:])).prefetch(tf.data.AUTOTUNE)  # (B, h*w) each
 
     return make
 
@@ -751,16 +759,11 @@ def train_translation(args):
     print(f"transformer: {model.count_params():,} parameters; {strategy.num_replicas_in_sync} replica(s), {policy}.")
     seed = args.seed if args.seed is not None else 0
 
-    def batches(start_step):
-        epochs = [
-            translation_dataset(train_pairs, source_tokenizer, target_tokenizer, args.max_length, args.max_length,
-                                args.batch_size, seed=seed + e, drop_remainder=True)
-            for e in range(start_step // steps_per_epoch, args.epochs)
-        ]
-        stream = epochs[0]
-        for epoch in epochs[1:]:
-            stream = stream.concatenate(epoch)
-        return stream
+    batches = chain_epochs(
+        lambda e: translation_dataset(train_pairs, source_tokenizer, target_tokenizer, args.max_length,
+                                      args.max_length, args.batch_size, seed=seed + e, drop_remainder=True),
+        steps_per_epoch, args.epochs,
+    )
 
     validation = translation_dataset(val_pairs, source_tokenizer, target_tokenizer, args.max_length,
                                      args.max_length, args.batch_size, shuffle=False)
