@@ -1,6 +1,6 @@
 """Screenshots of the demo's pages for the docs, taken in headless Chromium once each page has rendered.
 
-    python apps/screenshots.py                      # saved_models/ -> docs/demo_text.png, demo_mask.png, demo_image.png
+    python apps/screenshots.py                      # saved_models/ -> docs/demo_{text,mask,image,completion,translation}.png
     python apps/screenshots.py --models DIR --out DIR --prompt "ROMEO:"
 
 Needs /usr/bin/chromium (Debian: apt-get install -y chromium). Starts its own Streamlit server on a free
@@ -52,6 +52,21 @@ def take(models_dir, out_dir, prompt, sentence, max_new_tokens):
         browser.wait_for_text("True class of test image", timeout=300)
         settle(browser)
         written.append(browser.screenshot(os.path.join(out_dir, "demo_image.png")))
+
+        # The optional pages, when their models are in the folder.
+        if "Image completion" in browser.text():
+            browser.click("Image completion", "[data-testid=stSidebar] label")
+            browser.wait_for_text("Rows given", timeout=300)
+            browser.click("Complete")
+            browser.wait_for_text("completion 1", timeout=300)
+            written.append(browser.screenshot(os.path.join(out_dir, "demo_completion.png")))
+        if "Translation" in browser.text():
+            browser.click("Translation", "[data-testid=stSidebar] label")
+            browser.wait_for_text("Source text", timeout=300)
+            browser.click("Translate")
+            browser.wait_until("document.querySelector('[data-testid=stCode]')", 300, what="the translation")
+            browser.idle()
+            written.append(browser.screenshot(os.path.join(out_dir, "demo_translation.png")))
     return written
 
 
