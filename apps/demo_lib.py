@@ -117,6 +117,8 @@ def quality(metadata):
         "val_loss": "validation loss", "best_val_loss": "best validation loss", "test_accuracy": "test accuracy",
         "val_accuracy": "validation accuracy", "val_masked_accuracy": "masked-token accuracy (validation)",
         "accuracy": "accuracy", "perplexity": "perplexity", "bleu": "BLEU",
+        "test_bleu_greedy": "test BLEU (greedy)", "test_bleu_beam4": "test BLEU (beam 4)",
+        "test_nll_bits_per_pixel": "test NLL (bits per pixel)",
     }
     metrics = metadata.get("metrics") or {}
     return [(label, metrics[key]) for key, label in labels.items() if isinstance(metrics.get(key), (int, float))]

@@ -26,6 +26,18 @@ def settle(browser, seconds=2.0):
     time.sleep(seconds)
 
 
+def click_when_there(browser, label, timeout=60):
+    """Click a button that a page may still be drawing."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return browser.click(label, "button")
+        except LookupError:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+
+
 def take(models_dir, out_dir, prompt, sentence, max_new_tokens):
     os.makedirs(out_dir, exist_ok=True)
     written = []
@@ -57,14 +69,17 @@ def take(models_dir, out_dir, prompt, sentence, max_new_tokens):
         if "Image completion" in browser.text():
             browser.click("Image completion", "[data-testid=stSidebar] label")
             browser.wait_for_text("Rows given", timeout=300)
-            browser.click("Complete")
+            click_when_there(browser, "Complete")
             browser.wait_for_text("completion 1", timeout=300)
+            browser.wait_until("[...document.querySelectorAll('[data-testid=stImage] img')]"
+                               ".every(i => i.complete && i.naturalWidth > 0)", 120, what="the images to load")
+            time.sleep(1)
             written.append(browser.screenshot(os.path.join(out_dir, "demo_completion.png")))
         if "Translation" in browser.text():
             browser.click("Translation", "[data-testid=stSidebar] label")
             browser.wait_for_text("Source text", timeout=300)
-            browser.click("Translate")
-            browser.wait_until("document.querySelector('[data-testid=stCode]')", 300, what="the translation")
+            click_when_there(browser, "Translate")
+            browser.wait_until("!!document.querySelector('[data-testid=stMain] [data-testid=stCode]')", 300, what="the translation")
             browser.idle()
             written.append(browser.screenshot(os.path.join(out_dir, "demo_translation.png")))
     return written
