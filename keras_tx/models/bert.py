@@ -397,7 +397,7 @@ class BERTMaskedLM(_Task):
         theirs = masked_lm.masked_lm_head
         ours.head.dense.set_weights(theirs._intermediate_dense.get_weights())
         ours.head.norm.set_weights(theirs._intermediate_layer_norm.get_weights())
-        ours.head.output_bias.assign(theirs._bias)
+        ours.head.output_bias.assign(ops.convert_to_numpy(theirs._bias))  # a copy, not a shared buffer
         return ours
 
     def get_config(self):

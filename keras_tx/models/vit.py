@@ -251,8 +251,10 @@ class ViT(ConstructorConfig, keras.Model):
         encoder = backbone.get_layer("vit_encoder")
         model.patch_embedding.projection.set_weights(embedding.patch_embedding.get_weights())
         if model.class_token is not None:
-            model.class_token.token.assign(embedding.class_token)
-        model.position_embedding.embeddings.assign(embedding.position_embedding.embeddings)
+            # Copies, not the same buffers: under JAX a jitted fit donates its variables, which would free the other
+            # model's weights.
+            model.class_token.token.assign(ops.convert_to_numpy(embedding.class_token))
+        model.position_embedding.embeddings.assign(ops.convert_to_numpy(embedding.position_embedding.embeddings))
         # keras-hub's block is LN -> MHA -> residual, LN -> MLP(dense_1, dense_2) -> residual, as ours with
         # norm_first=True; the layers correspond one to one.
         for ours, theirs in zip(model.encoder_blocks, encoder.encoder_layers):
