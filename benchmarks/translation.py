@@ -8,7 +8,7 @@ Three steps, so that training can run on a GPU machine that has JAX but not Tens
     KERAS_BACKEND=jax python benchmarks/translation.py train --data .data/multi30k --out runs/multi30k
         (any backend) the Transformer trained with the project's recipe (AdamW, warm-up + cosine, label smoothing
         0.1), keeping the epoch of lowest validation loss; weights written as .npz shards + train.json.
-    python benchmarks/translation.py score --data .data/multi30k --run runs/multi30k --out saved_models/translation_multi30k
+    python benchmarks/translation.py score --data .data/multi30k --run runs/multi30k --out saved_models/translation_de_en
         (TensorFlow side) the model rebuilt from its shards, test BLEU (greedy and beam 4, case-insensitive,
         sacrebleu's 13a tokenization via keras_tx.bleu), written as a model directory `keras-tx translate` and
         the demo read.
