@@ -114,14 +114,11 @@ def probability_chart(pairs, title):
 
 def text_page(folder):
     st.header("Text generation")
-    name = choose(folder, "language_model", "gpt_shakespeare", "Language model")
-    if name is None:
-        return missing(folder, "gpt_shakespeare", "language model")
-    loaded = load_or_explain(folder, name, "language_model")
+    loaded = page_model(folder, "language_model", "language_model", "Language model", "language model",
+                        preferred="gpt_shakespeare")
     if loaded is None:
         return
     model, tokenizer, metadata = loaded
-    describe(name, metadata)
     context = getattr(model, "max_length", None)
     st.caption(f"A character-level {metadata.get('architecture', 'model')}: {tokenizer.vocabulary_size} characters"
                + (f", context of {context} tokens (longer prompts keep their end)." if context else "."))
@@ -175,14 +172,11 @@ def default_prompt(tokenizer):
 
 def mask_page(folder):
     st.header("Masked prediction")
-    name = choose(folder, "masked_lm", "bert_mlm", "Masked language model")
-    if name is None:
-        return missing(folder, "bert_mlm", "masked language model")
-    loaded = load_or_explain(folder, name, "masked_lm")
+    loaded = page_model(folder, "masked_lm", "masked_lm", "Masked language model", "masked language model",
+                        preferred="bert_mlm")
     if loaded is None:
         return
     model, metadata = loaded
-    describe(name, metadata)
     st.caption(f"BERT reads the whole sentence, left and right, and guesses each [MASK] (at most "
                f"{model.max_predictions} per sentence).")
     text = st.text_input("A sentence with one or more [MASK]", "the movie was [MASK] and the actors were [MASK] .",
@@ -298,21 +292,25 @@ def show_predictions(classifiers, path, shown_name, truth):
                         width=280)
 
 
-def optional_model(folder, kinds, kind, label, what):
-    """The (model, metadata) an optional page shows, described in the page; None (and a note) when absent."""
-    name = choose(folder, kinds, None, label)
+def page_model(folder, kinds, kind, label, what, preferred=None):
+    """What a page's model loads to (its last item the metadata), described in the sidebar; None when there is
+    none: then a shipped model's page shows the command that trains it, an optional page a short note."""
+    name = choose(folder, kinds, preferred, label)
     if name is None:
-        st.info(f"No {what} in this folder.")
+        if preferred:
+            missing(folder, preferred, what)
+        else:
+            st.info(f"No {what} in this folder.")
         return None
     loaded = load_or_explain(folder, name, kind)
     if loaded is not None:
-        describe(name, loaded[1])
+        describe(name, loaded[-1])
     return loaded
 
 
 def completion_page(folder):
     st.header("Image completion")
-    loaded = optional_model(folder, lib.IMAGE_GPT_KINDS, "image_gpt", "Image GPT", "image GPT model")
+    loaded = page_model(folder, lib.IMAGE_GPT_KINDS, "image_gpt", "Image GPT", "image GPT model")
     if loaded is None:
         return
     model, metadata = loaded
@@ -341,7 +339,7 @@ def completion_page(folder):
 
 def translation_page(folder):
     st.header("Translation")
-    loaded = optional_model(folder, lib.TRANSLATION_KINDS, "translation", "Translation model", "translation model")
+    loaded = page_model(folder, lib.TRANSLATION_KINDS, "translation", "Translation model", "translation model")
     if loaded is None:
         return
     translator, metadata = loaded
