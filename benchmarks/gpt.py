@@ -72,7 +72,6 @@ def _compile(model, jit):
 
 
 def train(args):
-    from keras_tx.layers.attention import MultiHeadAttention
     from keras_tx.models import GPT
 
     config = CONFIGS[args.config]
@@ -86,36 +85,22 @@ def train(args):
         ours = GPT.from_keras_hub(backbone)
         _compile(theirs, jit)
         _compile(ours, jit)
-        contenders = {"keras-hub": lambda: theirs.train_on_batch(x, y), "keras-tx": lambda: ours.train_on_batch(x, y)}
-        if args.unfused:
-            # The same GPT with self-attention's Q, K, V as three matmuls (keras-hub's way), traced that way.
-            unfused = _compile(GPT.from_keras_hub(backbone), jit)
-
-            def unfused_step():
-                MultiHeadAttention.fuse_self_attention_projections = False
-                try:
-                    return unfused.train_on_batch(x, y)
-                finally:
-                    MultiHeadAttention.fuse_self_attention_projections = True
-
-            contenders["keras-tx, 3 QKV matmuls"] = unfused_step
-        times = alternate(contenders, repeats=args.repeats, iterations=args.iterations, warmup=args.warmup)
+        times = alternate(
+            {"keras-hub": lambda: theirs.train_on_batch(x, y), "keras-tx": lambda: ours.train_on_batch(x, y)},
+            repeats=args.repeats,
+            iterations=args.iterations,
+            warmup=args.warmup,
+        )
         rows.append([
             args.config, "on" if jit else "off", f"{times['keras-hub'] * 1e3:.1f}", f"{times['keras-tx'] * 1e3:.1f}",
             f"{tokens / times['keras-hub']:,.0f}", f"{tokens / times['keras-tx']:,.0f}",
             f"{times['keras-hub'] / times['keras-tx']:.2f}",
         ])
-        if args.unfused:
-            rows[-1] += [f"{times['keras-tx, 3 QKV matmuls'] * 1e3:.1f}",
-                         f"{times['keras-hub'] / times['keras-tx, 3 QKV matmuls']:.2f}"]
         print(rows[-1], flush=True)
     print(f"\nGPT training step, config {args.config} {config}, {args.dtype}; {environment()}; "
           f"median of {args.repeats} x {args.iterations} steps\n")
-    header = ["config", "jit_compile", "keras-hub ms/step", "keras-tx ms/step", "keras-hub tokens/s",
-              "keras-tx tokens/s", "keras-hub / keras-tx time"]
-    if args.unfused:
-        header += ["keras-tx 3 QKV matmuls ms/step", "keras-hub / that time"]
-    print(markdown_table(header, rows))
+    print(markdown_table(["config", "jit_compile", "keras-hub ms/step", "keras-tx ms/step", "keras-hub tokens/s",
+                          "keras-tx tokens/s", "keras-hub / keras-tx time"], rows))
 
 
 _UNCACHED_STEPS = {}
@@ -307,8 +292,6 @@ def main():
     parser.add_argument("--prompt", type=int, default=16)
     parser.add_argument("--batch", type=int, nargs="+", default=None, help="default 1 16 (1 64 with --quick)")
     parser.add_argument("--warmup", type=int, default=3, help="train: untimed steps of each model first")
-    parser.add_argument("--unfused", action="store_true",
-                        help="train: also time our GPT with Q/K/V projected by three matmuls instead of one")
     parser.add_argument("--skip-uncached", action="store_true")
     parser.add_argument("--data-dir", help="nanogpt: a folder with input.txt")
     parser.add_argument("--threads", type=int, help="nanogpt: TensorFlow's intra- and inter-op threads")

@@ -327,25 +327,21 @@ class MultiHeadAttention(keras.layers.Layer):
     ):
         if key is None:
             key = value
-        self_attention = query is value and key is value
         # The masks arrive as arguments (Keras fills query_mask/value_mask/key_mask from the inputs); drop them
         # from the tensors so that the projections do not warn about a mask they cannot use.
         query, value, key = (_without_keras_mask(t) for t in (query, value, key))
         if cache is None and cache_update_index is not None:
             raise ValueError("`cache_update_index` was given without a `cache`.")
-        if cache is not None and cache_update_index is None:
-            q = self.query_dense(query)  # (B, T, N, H)
+        q = self.query_dense(query)  # (B, T, N, H)
+        if cache is None:
+            k, v = self.key_dense(key), self.value_dense(value)  # (B, S, N, H)
+        elif cache_update_index is None:
             k, v = cache[:, 0], cache[:, 1]  # reuse, e.g. cross-attention over a fixed encoder output
         else:
-            if self_attention and self._can_fuse_projections():
-                q, k, v = self._fused_projections(query)
-            else:
-                q, k, v = self.query_dense(query), self.key_dense(key), self.value_dense(value)  # (B, T|S, N, H)
-            if cache is not None:  # write this call's keys/values at cache_update_index
-                start = [0, cache_update_index, 0, 0]
-                k = ops.slice_update(cache[:, 0], start, ops.cast(k, cache.dtype))
-                v = ops.slice_update(cache[:, 1], start, ops.cast(v, cache.dtype))
-                cache = ops.stack((k, v), axis=1)
+            start = [0, cache_update_index, 0, 0]
+            k = ops.slice_update(cache[:, 0], start, ops.cast(self.key_dense(key), cache.dtype))
+            v = ops.slice_update(cache[:, 1], start, ops.cast(self.value_dense(value), cache.dtype))
+            cache = ops.stack((k, v), axis=1)
         mask = self._merge_masks(
             ops.shape(q)[1],
             ops.shape(k)[1],
@@ -376,29 +372,6 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache is not None:
             results += (cache,)
         return results[0] if len(results) == 1 else results
-
-    # Self-attention projects one input three times; one matmul against the three kernels side by side does
-    # the same arithmetic with a third of the calls (the kernels stay three variables, Keras' layout).
-    fuse_self_attention_projections = True
-
-    def _can_fuse_projections(self):
-        layers = (self.query_dense, self.key_dense, self.value_dense)
-        return (
-            self.fuse_self_attention_projections
-            and self.key_dim == self.value_dim
-            and self._activity_regularizer is None
-            and not any(getattr(layer, "quantization_mode", None) or getattr(layer, "lora_enabled", False)
-                        for layer in layers)
-        )
-
-    def _fused_projections(self, x):
-        """(q, k, v), each (B, T, N, H), from one einsum over the concatenated (D, 3N, H) kernels."""
-        layers = (self.query_dense, self.key_dense, self.value_dense)
-        kernel = ops.concatenate([ops.cast(layer.kernel, x.dtype) for layer in layers], axis=1)
-        qkv = ops.einsum("abc,cde->abde", x, kernel)  # (B, T, 3N, H)
-        if self.use_bias:
-            qkv = qkv + ops.concatenate([ops.cast(layer.bias, x.dtype) for layer in layers], axis=0)
-        return ops.split(qkv, 3, axis=2)
 
     @staticmethod
     def _merge_masks(
