@@ -106,7 +106,14 @@ def train(args):
         x, y = {k: v[: args.max_pairs] for k, v in x.items()}, y[: args.max_pairs]
     sizes = {k: v for k, v in (("num_layers", args.num_layers), ("hidden_dim", args.hidden_dim),
                                 ("intermediate_dim", args.intermediate_dim)) if v}
+    earlier = None
+    if args.init_from:  # continue an earlier run: its configuration and weights, a fresh schedule
+        with open(os.path.join(args.init_from, "train.json")) as file:
+            earlier = json.load(file)
+        sizes = {k: earlier["config"][k] for k in ("num_layers", "hidden_dim", "intermediate_dim")}
     model = build_model(args.data, max_length, **sizes)
+    if earlier:
+        model.set_weights(load_shards(os.path.join(args.init_from, "weights")))
     total_steps = (len(y) // args.batch_size) * args.epochs
     optimizer = training.make_optimizer(total_steps, learning_rate=args.learning_rate, min_learning_rate=1e-5,
                                         warmup_steps=args.warmup_steps, weight_decay=0.01, beta_2=0.98)
@@ -127,6 +134,11 @@ def train(args):
     summary.update(parameters=int(model.count_params()), config=model.get_config(), backend=keras.backend.backend(),
                    command=" ".join(sys.argv), batch_size=args.batch_size, learning_rate=args.learning_rate,
                    warmup_steps=args.warmup_steps, mixed_precision=args.mixed_precision)
+    if earlier:  # the whole history, so that the model's metadata lists every command that made it
+        summary["earlier_commands"] = earlier.get("earlier_commands", []) + [earlier["command"]]
+        summary["earlier_epochs"] = earlier.get("earlier_epochs", 0) + earlier["epochs_run"]
+        summary["earlier_training_seconds"] = round(
+            earlier.get("earlier_training_seconds", 0) + earlier["training_seconds"], 1)
     with open(os.path.join(args.out, "train.json"), "w") as file:
         json.dump(summary, file, indent=1, default=str)
     print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']}, {summary['training_seconds']} s",
@@ -187,12 +199,14 @@ def score(args):
                 "bleu": "corpus BLEU, case-insensitive, 13a tokenization (keras_tx.bleu)",
                 "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
                 "val_loss": summary["records"][summary["best_epoch"] - 1].get("val_loss"),
-                "training_seconds": summary["training_seconds"],
+                "training_seconds": summary["training_seconds"] + summary.get("earlier_training_seconds", 0),
+                "epochs_before_this_run": summary.get("earlier_epochs", 0),
             },
             "trained_on": f"{summary['backend']} backend, {args.device}",
             "commands": [
                 f"python benchmarks/translation.py prepare --data-dir {references['data_dir']} --out {args.data}",
-                summary["command"].replace("benchmarks/translation.py", "python benchmarks/translation.py", 1),
+                *(command.replace("benchmarks/translation.py", "python benchmarks/translation.py", 1)
+                  for command in summary.get("earlier_commands", []) + [summary["command"]]),
                 "python " + " ".join(sys.argv),
             ],
         })
@@ -220,6 +234,8 @@ def main():
     t.add_argument("--learning-rate", type=float, default=7e-4)
     t.add_argument("--warmup-steps", type=int, default=600)
     t.add_argument("--time-budget", type=float, help="seconds of training at most")
+    t.add_argument("--init-from", metavar="RUN",
+                   help="start from the weights (and sizes) of an earlier run's --out folder, with a fresh schedule")
     t.add_argument("--max-pairs", type=int, help="train on the first N pairs (smoke runs)")
     t.add_argument("--mixed-precision", help="e.g. mixed_bfloat16")
     t.add_argument("--seed", type=int, default=0)
