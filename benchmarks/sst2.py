@@ -63,29 +63,11 @@ def features(ids, pad):
     return {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": (ids != pad).astype("int32")}
 
 
-def mask_tokens(ids, special, vocabulary_size, rng, rate=0.15, max_predictions=10):
-    """BERT's masking in numpy: (masked ids, mask positions (B, P), labels (B, P), weights (B, P)).
+def mask_tokens(ids, special, vocabulary_size, rng, max_predictions=10):
+    """BERT's masking (keras_tx.data.masking.mask_token_ids): (masked ids, positions, labels, weights)."""
+    from keras_tx.data.masking import mask_token_ids
 
-    Per sequence, ceil(rate * n) of its n ordinary tokens (never [CLS], [SEP], [PAD]) are selected, at most
-    `max_predictions`; of those 80% become [MASK], 10% a random ordinary token, 10% stay unchanged.
-    """
-    batch, length = ids.shape
-    selectable = ~np.isin(ids, [special["[PAD]"], special["[CLS]"], special["[SEP]"]])
-    scores = np.where(selectable, rng.random(ids.shape), -1.0)
-    order = np.argsort(-scores, axis=1)[:, :max_predictions]  # the selectable positions first, in random order
-    counts = np.minimum(np.ceil(rate * selectable.sum(1)).astype(int), max_predictions)
-    weights = (np.arange(max_predictions)[None, :] < counts[:, None]).astype("float32")
-    positions = np.where(weights > 0, order, 0)
-    rows = np.arange(batch)[:, None]
-    labels = np.where(weights > 0, ids[rows, positions], 0)
-    draw = rng.random(positions.shape)
-    random_tokens = rng.integers(5, vocabulary_size, size=positions.shape)
-    replacement = np.where(draw < 0.8, special["[MASK]"], np.where(draw < 0.9, random_tokens, labels))
-    masked = ids.copy()
-    chosen = weights > 0
-    masked[rows.repeat(max_predictions, 1)[chosen], positions[chosen]] = replacement[chosen]
-    return masked, positions.astype("int32"), labels.astype("int32"), weights
-
+    return mask_token_ids(ids, special, vocabulary_size, rng, max_predictions=max_predictions)
 
 def maximal_phrases(ids, special):
     """The token lists of the rows that are not part of another row (duplicates once), longest first."""

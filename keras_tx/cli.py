@@ -306,6 +306,8 @@ def cmd_evaluate(args):
         return _evaluate_image_gpt(args)
     if metadata.get("kind") == "translation":
         return _evaluate_translation(args)
+    if metadata.get("kind") == "masked_lm":
+        return _evaluate_masked_lm(args, metadata)
     if metadata.get("kind") != "language_model":
         raise UsageError(f"evaluate does not know {metadata.get('kind', 'this')} models yet.")
     import keras
@@ -348,6 +350,20 @@ def _evaluate_image_gpt(args):
     nats = recipes.image_gpt_nll(model, x_test)
     print(json.dumps({"model_dir": args.model_dir, "dataset": source, "test_images": int(len(x_test)),
                       "test_nll_nats_per_pixel": round(nats, 4), "test_nll_bits_per_pixel": round(nats / np.log(2), 4)}))
+
+
+def _evaluate_masked_lm(args, metadata):
+    from keras_tx import recipes
+
+    if not (args.dataset or args.text_file or args.data_dir):
+        raise UsageError("evaluate on a masked LM needs the text: --data-dir (e.g. an SST-2 folder), --dataset or "
+                         "--text-file.")
+    model, metadata = recipes.load_masked_lm(args.model_dir)
+    args.download = False
+    _, validation, source = recipes.masked_lm_texts(args)
+    scores = recipes.masked_lm_scores(model, validation, metadata["sequence_length"])
+    print(json.dumps({"model_dir": args.model_dir, "dataset": source, "validation_texts": len(validation),
+                      **{k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}}))
 
 
 def _evaluate_translation(args):

@@ -592,7 +592,7 @@ def write_png(pixels, path, force=False):
 # BERT: `keras-tx train bert` (masked-LM pretraining), `keras-tx fill-mask`
 
 
-def _sentences(args):
+def masked_lm_texts(args):
     """Training and validation sentences for masked-LM pretraining."""
     from keras_tx.data.text import load_text
     from keras_tx.data.wordpiece import load_sst2
@@ -621,7 +621,7 @@ def train_masked_lm(args):
 
     strategy = training.make_strategy(args.strategy, cpu_replicas=args.cpu_replicas, tpu=args.tpu)
     policy = training.configure(seed=args.seed, deterministic=args.deterministic, mixed_precision=args.mixed_precision)
-    train_texts, val_texts, source = _sentences(args)
+    train_texts, val_texts, source = masked_lm_texts(args)
     vocabulary = train_wordpiece_vocabulary(train_texts, args.vocabulary_size)
     tokenizer = make_wordpiece_tokenizer(vocabulary)
     print(f"{source}: {len(train_texts):,} training / {len(val_texts):,} validation texts; "
@@ -682,6 +682,38 @@ def train_masked_lm(args):
     print(f"masked-token accuracy {metrics['val_masked_accuracy']:.4f}, val loss {metrics['val_loss']:.4f}; "
           f"wrote {args.out}/")
     return metadata
+
+
+def masked_lm_scores(model, texts, sequence_length, batch_size=64, seed=1):
+    """Masked-token accuracy and mean loss (nats) per masked token of `model` on `texts`, one text per sequence.
+
+    The masks are BERT's (15% of ordinary tokens, 80/10/10) drawn from `seed` in NumPy, so a second run, or a
+    second model with the same tokenizer, is scored on the same positions. Padding slots of the mask positions
+    count for nothing (Keras' weighted loss would average them in as zeros).
+    """
+    from keras_tx.data.masking import mask_token_ids
+    from keras_tx.data.wordpiece import encode_texts, special_token_ids
+
+    tokenizer = model.tokenizer
+    ids = encode_texts(texts, tokenizer, sequence_length)["token_ids"]
+    special = special_token_ids(tokenizer)
+    masked, positions, labels, weights = mask_token_ids(ids, special, tokenizer.vocabulary_size(),
+                                                        np.random.default_rng(seed))
+    correct = total = nats = 0.0
+    for start in range(0, len(ids), batch_size):
+        part = slice(start, start + batch_size)
+        features = {"token_ids": masked[part], "segment_ids": np.zeros_like(masked[part]),
+                    "padding_mask": (ids[part] != special["[PAD]"]).astype("int32"), "mask_positions": positions[part]}
+        logits = np.asarray(model.predict_on_batch(features), "float64")  # (B, P, V)
+        log_probs = logits - logits.max(-1, keepdims=True)
+        log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+        picked = np.take_along_axis(log_probs, labels[part][..., None].astype("int64"), -1)[..., 0]
+        correct += float(((logits.argmax(-1) == labels[part]) * weights[part]).sum())
+        nats -= float((picked * weights[part]).sum())
+        total += float(weights[part].sum())
+    if not total:
+        raise ValueError("No tokens to mask: the texts are empty.")
+    return {"masked_accuracy": correct / total, "masked_loss": nats / total, "masked_tokens": int(total)}
 
 
 def load_masked_lm(model_dir):

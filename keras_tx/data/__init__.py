@@ -1,6 +1,6 @@
 """Data: tokenizers and input pipelines (text and images). TensorFlow is allowed here, not in layers/models.
 
-Names load on first use (PEP 562), so that `keras_tx.data.text`, `.tokenizers` and `.images`, which need only
+Names load on first use (PEP 562), so that `keras_tx.data.text`, `.tokenizers`, `.masking` and `.images`, which need only
 numpy, import on a machine without TensorFlow (a JAX-only GPU host); `wordpiece` and `translation` import it.
 """
 import importlib
@@ -10,6 +10,7 @@ _EXPORTS = {
     "text": ("language_model_dataset", "load_text", "split_text"),
     "tokenizers": ("CharTokenizer",),
     # [bert]
+    "masking": ("mask_token_ids",),
     "wordpiece": (
         "classification_dataset",
         "encode_texts",
@@ -20,6 +21,7 @@ _EXPORTS = {
         "mask_language_model_inputs",
         "mlm_dataset",
         "save_tokenizer",
+        "special_token_ids",
         "train_wordpiece_vocabulary",
     ),
     # [vision]

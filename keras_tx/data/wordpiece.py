@@ -205,6 +205,11 @@ def mask_language_model_inputs(features, tokenizer, **masker_kwargs):
     return tf.nest.map_structure(lambda t: t.numpy(), outputs)
 
 
+def special_token_ids(tokenizer):
+    """{token: id} of the five reserved tokens in `tokenizer`'s vocabulary."""
+    return {token: int(tokenizer.token_to_id(token)) for token in RESERVED_TOKENS}
+
+
 def mlm_dataset(
     texts, tokenizer, sequence_length, batch_size, mask_rate=0.15, max_predictions=None, shuffle=True, seed=None,
     cache=True,

@@ -1,0 +1,75 @@
+"""`keras-tx train bert`, `fill-mask` and `evaluate` end to end on a tiny SST-2-shaped folder, bad input included."""
+
+import json
+
+import pytest
+
+from tests.test_cli import keras_tx, one_line_error
+
+WORDS = "the a film movie story acting was is good bad great boring funny slow fine dull sharp warm cold".split()
+TINY_BERT = ["--num-layers", "1", "--num-heads", "2", "--hidden-dim", "16", "--sequence-length", "16",
+             "--vocabulary-size", "200", "--batch-size", "8", "--eval-batches", "2", "--no-tensorboard",
+             "--verbose", "0", "--warmup-steps", "2"]
+
+
+def _sentences(count, seed):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=rng.integers(4, 9))) for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def sst2_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sst2")
+    for name, count, seed in (("train.tsv", 200, 0), ("dev.tsv", 40, 1)):
+        rows = [f"{text} \t{index % 2}" for index, text in enumerate(_sentences(count, seed))]
+        (folder / name).write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory, sst2_folder):
+    out = tmp_path_factory.mktemp("runs") / "bert"
+    keras_tx("train", "bert", "--data-dir", sst2_folder, "--steps", 6, "--eval-interval", 3, "--out", out, *TINY_BERT)
+    return out
+
+
+def test_train_bert_writes_a_model_directory(bert_dir):
+    metadata = json.loads((bert_dir / "metadata.json").read_text())
+    assert metadata["kind"] == "masked_lm" and metadata["sequence_length"] == 16
+    assert (bert_dir / "model.keras").is_file() and (bert_dir / "vocab.txt").is_file()
+    assert 0 <= metadata["metrics"]["val_masked_accuracy"] <= 1
+    assert "keras-tx train bert" in metadata["command"]
+
+
+def test_fill_mask_prints_top_k_per_mask(bert_dir):
+    result = keras_tx("fill-mask", bert_dir, "the film was [MASK] and [MASK] .", "--top-k", 3)
+    lines = result.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["[MASK] 1", "[MASK] 2"]
+    for line in lines:
+        candidates = line.split(": ", 1)[1].split(", ")
+        assert len(candidates) == 3
+        probabilities = [float(candidate.rsplit(" ", 1)[1]) for candidate in candidates]
+        assert probabilities == sorted(probabilities, reverse=True)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("the film was good .", "[MASK]"), ("", "empty"), (" ".join(["film"] * 40) + " [MASK]", "max_length")],
+)
+def test_fill_mask_bad_text(bert_dir, text, message):
+    assert message in one_line_error(keras_tx("fill-mask", bert_dir, text, check=False))
+
+
+def test_evaluate_scores_masked_tokens_on_the_validation_split(bert_dir, sst2_folder):
+    result = keras_tx("evaluate", bert_dir, "--data-dir", sst2_folder)
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    assert scores["validation_texts"] == 40
+    assert 0 <= scores["masked_accuracy"] <= 1 and scores["masked_loss"] > 0 and scores["masked_tokens"] >= 40
+    again = json.loads(keras_tx("evaluate", bert_dir, "--data-dir", sst2_folder).stdout.strip().splitlines()[-1])
+    assert again == scores  # the masks come from a fixed seed
+
+
+def test_evaluate_needs_the_text(bert_dir):
+    assert "--data-dir" in one_line_error(keras_tx("evaluate", bert_dir, check=False))
