@@ -31,9 +31,11 @@ KT := $(VENV)/bin/keras-tx
 saved-models: $(VENV)/.installed
 	$(KT) train gpt --text-file $(DATA)/tiny_shakespeare/input.txt --steps 2000 --eval-interval 250 \
 		--jit-compile on --no-tensorboard --verbose 2 --out saved_models/gpt_shakespeare
-	$(KT) train bert --data-dir $(DATA)/sst2 --num-layers 2 --hidden-dim 128 --num-heads 2 --vocabulary-size 8000 \
-		--sequence-length 48 --batch-size 32 --steps 3000 --eval-interval 500 --no-tensorboard --verbose 2 \
-		--out saved_models/bert_mlm
+	$(PY) benchmarks/sst2.py prepare --data-dir $(DATA)/sst2 --out .data/sst2
+	$(PY) benchmarks/sst2.py train --data .data/sst2 --out runs/sst2 --pretrain-epochs 45 --eval-every 5 \
+		--pretrain-budget 2400 --learning-rate 2e-4
+	$(PY) benchmarks/sst2.py score --data .data/sst2 --run runs/sst2 --out saved_models/bert_mlm --force \
+		--device "2-core CPU"
 	$(KT) train resnet --data-dir $(DATA)/fashion_mnist --width 16 --blocks-per-stage 2 2 2 2 --epochs 10 --flip \
 		--no-tensorboard --verbose 2 --out saved_models/resnet_fashion_mnist
 	$(KT) train vit --data-dir $(DATA)/fashion_mnist --patch-size 7 --num-layers 6 --num-heads 4 --hidden-dim 128 \
