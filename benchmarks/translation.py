@@ -199,7 +199,7 @@ def score(args):
                 "bleu": "corpus BLEU, case-insensitive, 13a tokenization (keras_tx.bleu)",
                 "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
                 "val_loss": summary["records"][summary["best_epoch"] - 1].get("val_loss"),
-                "training_seconds": summary["training_seconds"] + summary.get("earlier_training_seconds", 0),
+                "training_seconds": round(summary["training_seconds"] + summary.get("earlier_training_seconds", 0), 1),
                 "epochs_before_this_run": summary.get("earlier_epochs", 0),
             },
             "trained_on": f"{summary['backend']} backend, {args.device}",
