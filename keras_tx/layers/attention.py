@@ -342,29 +342,39 @@ class MultiHeadAttention(keras.layers.Layer):
             k = ops.slice_update(cache[:, 0], start, ops.cast(self.key_dense(key), cache.dtype))
             v = ops.slice_update(cache[:, 1], start, ops.cast(self.value_dense(value), cache.dtype))
             cache = ops.stack((k, v), axis=1)
-        mask = self._merge_masks(
-            ops.shape(q)[1],
-            ops.shape(k)[1],
-            query_mask,
-            value_mask if cache is None else None,  # padding masks describe `value`, not a cache's length
-            key_mask if cache is None else None,
-            attention_mask,
-            use_causal_mask,
-            0 if cache_update_index is None else cache_update_index,
-        )
         scale = 1.0 / math.sqrt(self.key_dim)
         dropout_active = self.dropout > 0 and training
-        if return_attention_scores or dropout_active:
-            # Explicit weights: (B, T, N, H) x (B, S, N, H) -> (B, N, T, S).
-            scores = ops.einsum("btnh,bsnh->bnts", q, k) * ops.cast(scale, q.dtype)
-            weights = masked_softmax(scores, None if mask is None else mask[:, None])
-            dropped = self.dropout_layer(ops.cast(weights, v.dtype), training=training)
-            output = ops.einsum("bnts,bsnh->btnh", dropped, v)  # (B, T, N, H)
-        else:
+        explicit = return_attention_scores or dropout_active
+        only_causal = use_causal_mask and cache is None and all(
+            m is None for m in (query_mask, value_mask, key_mask, attention_mask)
+        )
+        if only_causal and not explicit:
+            # No mask tensor: the backend applies causality itself (on a GPU, cuDNN's built-in causal mask
+            # instead of a (T, S) bias read by every head).
+            output = ops.dot_product_attention(q, k, v, scale=scale, is_causal=True)  # (B, T, N, H)
             weights = None
-            output = ops.dot_product_attention(
-                q, k, v, mask=None if mask is None else mask[:, None], scale=scale
-            )  # (B, T, N, H)
+        else:
+            mask = self._merge_masks(
+                ops.shape(q)[1],
+                ops.shape(k)[1],
+                query_mask,
+                value_mask if cache is None else None,  # padding masks describe `value`, not a cache's length
+                key_mask if cache is None else None,
+                attention_mask,
+                use_causal_mask,
+                0 if cache_update_index is None else cache_update_index,
+            )
+            if explicit:
+                # Explicit weights: (B, T, N, H) x (B, S, N, H) -> (B, N, T, S).
+                scores = ops.einsum("btnh,bsnh->bnts", q, k) * ops.cast(scale, q.dtype)
+                weights = masked_softmax(scores, None if mask is None else mask[:, None])
+                dropped = self.dropout_layer(ops.cast(weights, v.dtype), training=training)
+                output = ops.einsum("bnts,bsnh->btnh", dropped, v)  # (B, T, N, H)
+            else:
+                weights = None
+                output = ops.dot_product_attention(
+                    q, k, v, mask=None if mask is None else mask[:, None], scale=scale
+                )  # (B, T, N, H)
         output = self.output_dense(output)  # (B, T, D)
         results = (output,)
         if return_attention_scores:
