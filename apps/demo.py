@@ -89,7 +89,8 @@ def describe(name, metadata):
              f"trained {metadata['date']}" if metadata.get("date") else None]
     sidebar.caption(" · ".join(f for f in facts if f))
     for label, value in lib.quality(metadata):
-        sidebar.metric(label, f"{value:.4f}" if isinstance(value, float) else value)
+        digits = 2 if "BLEU" in label else 4  # BLEU is quoted to two decimals; losses and accuracies to four
+        sidebar.metric(label, f"{value:.{digits}f}" if isinstance(value, float) else value)
     if metadata.get("command"):
         with sidebar.expander("command"):
             st.code(metadata["command"], language="bash", wrap_lines=True)
