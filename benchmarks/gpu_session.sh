@@ -42,7 +42,7 @@ for phase in $phases; do
     timeout 330 python3 benchmarks/translation.py train --data .data/multi30k --out "$OUT/runs/translation" \
       --epochs 40 --time-budget 200 >"$OUT/runs/translation.log" 2>&1 &
     timeout 330 python3 benchmarks/sst2.py train --data .data/sst2 --out "$OUT/runs/sst2" --pretrain-epochs 60 \
-      --pretrain-budget 150 --finetune-epochs 4 --finetune-budget 60 >"$OUT/runs/sst2.log" 2>&1 &
+      --pretrain-budget 150 --finetune-epochs 3 >"$OUT/runs/sst2.log" 2>&1 &
     timeout 330 python3 benchmarks/shakespeare.py --config baby --model gpt lstm rnn --seeds 1337 1338 1339 \
       --steps-per-execution 50 --data-dir .data/tiny_shakespeare --out "$OUT/baby.jsonl" >"$OUT/runs/baby.log" 2>&1 &
     timeout 330 python3 benchmarks/vision.py all --gpu --data-dir .data/fashion_mnist --out-dir "$OUT/runs/vision" \

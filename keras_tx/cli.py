@@ -307,7 +307,7 @@ def cmd_evaluate(args):
     if metadata.get("kind") == "translation":
         return _evaluate_translation(args)
     if metadata.get("kind") == "masked_lm":
-        return _evaluate_masked_lm(args, metadata)
+        return _evaluate_masked_lm(args)
     if metadata.get("kind") != "language_model":
         raise UsageError(f"evaluate does not know {metadata.get('kind', 'this')} models yet.")
     import keras
@@ -352,7 +352,7 @@ def _evaluate_image_gpt(args):
                       "test_nll_nats_per_pixel": round(nats, 4), "test_nll_bits_per_pixel": round(nats / np.log(2), 4)}))
 
 
-def _evaluate_masked_lm(args, metadata):
+def _evaluate_masked_lm(args):
     from keras_tx import recipes
 
     if not (args.dataset or args.text_file or args.data_dir):

@@ -703,7 +703,8 @@ def masked_lm_scores(model, texts, sequence_length, batch_size=64, seed=1):
     for start in range(0, len(ids), batch_size):
         part = slice(start, start + batch_size)
         features = {"token_ids": masked[part], "segment_ids": np.zeros_like(masked[part]),
-                    "padding_mask": (ids[part] != special["[PAD]"]).astype("int32"), "mask_positions": positions[part]}
+                    "padding_mask": (ids[part] != special["[PAD]"]).astype("int32"),
+                    "mask_positions": positions[part]}
         logits = np.asarray(model.predict_on_batch(features), "float64")  # (B, P, V)
         log_probs = logits - logits.max(-1, keepdims=True)
         log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))

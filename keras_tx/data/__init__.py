@@ -1,7 +1,8 @@
 """Data: tokenizers and input pipelines (text and images). TensorFlow is allowed here, not in layers/models.
 
-Names load on first use (PEP 562), so that `keras_tx.data.text`, `.tokenizers`, `.masking` and `.images`, which need only
-numpy, import on a machine without TensorFlow (a JAX-only GPU host); `wordpiece` and `translation` import it.
+Names load on first use (PEP 562), so that `keras_tx.data.text`, `.tokenizers`, `.masking` and `.images`, which
+need only numpy, import on a machine without TensorFlow (a JAX-only GPU host); `wordpiece` and `translation`
+import it.
 """
 import importlib
 
