@@ -306,11 +306,12 @@ class MultiHeadAttention(keras.layers.Layer):
             )
         n, h, v = self.num_heads, self.key_dim, self.value_dim
         # (B, T, D) x (D, N, H) -> (B, T, N, H); with more axes, (B, ..., D) -> (B, ..., N, H).
+        # Created in Keras' order (the gate before the value), so that get_weights() lists them as Keras does.
         self._query_dense = self._projection("query", len(query_shape), (n, h))
         self._key_dense = self._projection("key", len(key_shape), (n, h))
-        self._value_dense = self._projection("value", len(value_shape), (n, v))
         if self._use_gate:
             self._gate_dense = self._projection("gate", len(query_shape), (n, v), activation="sigmoid")
+        self._value_dense = self._projection("value", len(value_shape), (n, v))
         # (B, T, N, H) x (N, H, D) -> (B, T, D).
         out = self._output_shape or query_shape[-1:]
         self._output_dense = self._projection("attention_output", len(query_shape) + 1, out, bound_dims=2)

@@ -17,20 +17,27 @@ measures the difference). Both layers keep Keras' weight layout (kernel, recurre
 i, f, c, o order), so `set_weights` moves weights between these layers and `keras.layers.SimpleRNN`/`LSTM`.
 
 The input projection x_t W does not depend on the state, so it is computed for all steps in one matrix
-product before the loop; only h_{t-1} U runs serially, in `keras.ops.scan`.
+product before the loop; only h_{t-1} U runs serially, in `keras.ops.scan`. Everything else a Keras recurrent layer
+does (`stateful`, `initial_state`, masks, dropout masks, `Bidirectional`) comes from `keras.layers.RNN`, which
+these layers subclass: they replace only its loop.
 """
+
 
 import keras
 from keras import ops
 
+# Keras' dropout bookkeeping for cells: one mask per sequence (or one per gate), drawn from the cell's seed
+# generator and cached for every step, so that `keras.layers.RNN` prepares and resets our masks as it does its own.
+from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+
 from keras_tx.layers.common import register as _register
 
 
-
-class _Cell(keras.layers.Layer):
+class _Cell(keras.layers.Layer, DropoutRNNCell):
     """Shared weights and configuration of the two cells. A cell maps (input_t, states) to (h_t, new states)."""
 
     gates = 1  # how many units-wide blocks the kernel produces
+    num_states = 1
 
     def __init__(
         self,
@@ -39,6 +46,15 @@ class _Cell(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         recurrent_initializer="orthogonal",
         bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -49,39 +65,86 @@ class _Cell(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.dropout = min(1.0, max(0.0, dropout))
+        self.recurrent_dropout = min(1.0, max(0.0, recurrent_dropout))
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        # What keras.layers.RNN asks of a cell.
+        self.state_size = units if self.num_states == 1 else [units] * self.num_states
+        self.output_size = units
 
     def build(self, input_shape):
         width = self.gates * self.units
-        self.kernel = self.add_weight((input_shape[-1], width), self.kernel_initializer, name="kernel")
-        self.recurrent_kernel = self.add_weight(
-            (self.units, width), self.recurrent_initializer, name="recurrent_kernel"
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], width),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+            name="kernel",
         )
-        self.bias = self.add_weight((width,), self._bias_initializer(), name="bias") if self.use_bias else None
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, width),
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+            name="recurrent_kernel",
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=(width,),
+                initializer=self._bias_initializer(),
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+                name="bias",
+            )
 
     def _bias_initializer(self):
         return self.bias_initializer
 
-    def project_inputs(self, inputs):
-        """x W + b for every step at once: (..., features) -> (..., gates * units)."""
-        projected = ops.matmul(inputs, self.kernel)
+    def project_inputs(self, inputs, training=False):
+        """x W + b for one step (batch, features) or every step at once (batch, time, features)."""
+        masks = self.get_dropout_mask(_first_step(inputs)) if training and 0 < self.dropout < 1 else None
+        projected = _dropped_matmul(inputs, self.kernel, masks)
         return projected + self.bias if self.use_bias else projected
 
-    def initial_state(self, batch_size, dtype):
-        return [ops.zeros((batch_size, self.units), dtype=dtype) for _ in range(self.num_states)]
+    def project_state(self, h, training=False):
+        """h_{t-1} U, with Keras' recurrent dropout mask on h in training."""
+        masks = self.get_recurrent_dropout_mask(h) if training and 0 < self.recurrent_dropout < 1 else None
+        return _dropped_matmul(h, self.recurrent_kernel, masks)
 
-    def call(self, inputs, states):
-        """One step on raw inputs (batch, features), as Keras cells are called."""
-        return self.step(self.project_inputs(inputs), states)
+    def get_initial_state(self, batch_size=None):
+        return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype) for _ in range(self.num_states)]
+
+    def call(self, inputs, states, training=False):
+        """One step on raw inputs (batch, features), as `keras.layers.RNN` calls a cell."""
+        states = list(states) if isinstance(states, (list, tuple)) else [states]
+        return self.step(self.project_inputs(inputs, training), states, training)
 
     def get_config(self):
         config = super().get_config()
-        serialize = keras.initializers.serialize
+        serialize = keras.saving.serialize_keras_object
         config.update(
             units=self.units,
             use_bias=self.use_bias,
             kernel_initializer=serialize(self.kernel_initializer),
             recurrent_initializer=serialize(self.recurrent_initializer),
             bias_initializer=serialize(self.bias_initializer),
+            kernel_regularizer=serialize(self.kernel_regularizer),
+            recurrent_regularizer=serialize(self.recurrent_regularizer),
+            bias_regularizer=serialize(self.bias_regularizer),
+            kernel_constraint=serialize(self.kernel_constraint),
+            recurrent_constraint=serialize(self.recurrent_constraint),
+            bias_constraint=serialize(self.bias_constraint),
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            seed=self.seed,
         )
         return config
 
@@ -93,7 +156,8 @@ class SimpleRNNCell(_Cell):
     Args:
         units: width of the state.
         activation: defaults to tanh.
-        use_bias, kernel_initializer, recurrent_initializer, bias_initializer: as in `keras.layers.SimpleRNNCell`.
+        use_bias, initializers, regularizers, constraints, dropout, recurrent_dropout, seed: as in
+            `keras.layers.SimpleRNNCell`.
 
     Example:
     >>> cell = SimpleRNNCell(4)
@@ -102,14 +166,12 @@ class SimpleRNNCell(_Cell):
     (2, 4)
     """
 
-    num_states = 1
-
     def __init__(self, units, activation="tanh", **kwargs):
         super().__init__(units, **kwargs)
         self.activation = keras.activations.get(activation)
 
-    def step(self, projected_input, states):
-        h = self.activation(projected_input + ops.matmul(states[0], self.recurrent_kernel))
+    def step(self, projected_input, states, training=False):
+        h = self.activation(projected_input + self.project_state(states[0], training))
         return h, [h]
 
     def get_config(self):
@@ -128,7 +190,10 @@ class LSTMCell(_Cell):
         activation: of the candidate and of the cell output; defaults to tanh.
         recurrent_activation: of the gates; defaults to sigmoid.
         unit_forget_bias: initialize the forget gate's bias to 1 so that memory is kept early in training.
-        use_bias, kernel_initializer, recurrent_initializer, bias_initializer: as in `keras.layers.LSTMCell`.
+        implementation: as in Keras: 1 draws a separate dropout mask for each gate (forced by
+            `recurrent_dropout`), 2 one mask for all four; the maths is the same.
+        use_bias, initializers, regularizers, constraints, dropout, recurrent_dropout, seed: as in
+            `keras.layers.LSTMCell`.
 
     Example:
     >>> cell = LSTMCell(4)
@@ -140,11 +205,17 @@ class LSTMCell(_Cell):
     gates = 4
     num_states = 2
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", unit_forget_bias=True, **kwargs):
+    def __init__(
+        self, units, activation="tanh", recurrent_activation="sigmoid", unit_forget_bias=True, implementation=2,
+        **kwargs,
+    ):
         super().__init__(units, **kwargs)
         self.activation = keras.activations.get(activation)
         self.recurrent_activation = keras.activations.get(recurrent_activation)
         self.unit_forget_bias = unit_forget_bias
+        self.implementation = 1 if self.recurrent_dropout else implementation
+        if self.implementation == 1:
+            self.dropout_mask_count = 4  # Keras' DropoutRNNCell then draws one mask per gate
 
     def _bias_initializer(self):
         if not self.unit_forget_bias:
@@ -158,9 +229,9 @@ class LSTMCell(_Cell):
 
         return initializer
 
-    def step(self, projected_input, states):
+    def step(self, projected_input, states, training=False):
         h_prev, c_prev = states
-        z = projected_input + ops.matmul(h_prev, self.recurrent_kernel)  # (B, 4 * units)
+        z = projected_input + self.project_state(h_prev, training)  # (B, 4 * units)
         i, f, g, o = ops.split(z, 4, axis=-1)
         c = self.recurrent_activation(f) * c_prev + self.recurrent_activation(i) * self.activation(g)
         h = self.recurrent_activation(o) * self.activation(c)
@@ -172,13 +243,14 @@ class LSTMCell(_Cell):
             activation=keras.activations.serialize(self.activation),
             recurrent_activation=keras.activations.serialize(self.recurrent_activation),
             unit_forget_bias=self.unit_forget_bias,
+            implementation=self.implementation,
         )
         return config
 
 
-class _Recurrent(keras.layers.Layer):
-    """Runs a cell over the time axis. Masked (padded) steps leave the state unchanged and repeat the last output,
-    as Keras' recurrent layers do."""
+class _Recurrent(keras.layers.RNN):
+    """Runs a cell over the time axis: Keras' RNN layer (states, `stateful`, masks, dropout bookkeeping) with our
+    loop. Masked (padded) steps leave the state unchanged and repeat the last output, as Keras' layers do."""
 
     cell_class = None
     cell_name = None  # Keras' sublayer name, so that weight paths match too
@@ -189,39 +261,50 @@ class _Recurrent(keras.layers.Layer):
         return_sequences=False,
         return_state=False,
         go_backwards=False,
-        dropout=0.0,
-        seed=None,
+        stateful=False,
+        unroll=False,
+        zero_output_for_mask=False,
+        activity_regularizer=None,
         **cell_kwargs,
     ):
         layer_kwargs = {k: cell_kwargs.pop(k) for k in ("name", "dtype", "trainable") if k in cell_kwargs}
-        super().__init__(**layer_kwargs)
-        self.cell = self.cell_class(units, dtype=self.dtype_policy, name=self.cell_name, **cell_kwargs)
-        self.units = units
-        self.return_sequences = return_sequences
-        self.return_state = return_state
-        self.go_backwards = go_backwards
-        self.dropout = dropout
-        self.seed = seed
-        self.supports_masking = True
-        # One dropout mask per sequence, shared by all steps (Gal & Ghahramani), as Keras does.
-        self.input_dropout = keras.layers.Dropout(dropout, seed=seed, dtype=self.dtype_policy)
+        cell_kwargs.pop("use_cudnn", None)  # accepted for Keras' signature; this loop never calls cuDNN
+        cell = self.cell_class(
+            units,
+            dtype=layer_kwargs.get("dtype"),
+            trainable=layer_kwargs.get("trainable", True),
+            name=self.cell_name,
+            **cell_kwargs,
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            zero_output_for_mask=zero_output_for_mask,
+            activity_regularizer=activity_regularizer,
+            **layer_kwargs,
+        )
 
-    def build(self, input_shape):
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 3:
-            raise ValueError(f"{type(self).__name__} expects (batch, time, features) inputs, got {input_shape}.")
-        self.cell.build(input_shape)
+    units = property(lambda self: self.cell.units)
+    dropout = property(lambda self: self.cell.dropout)
+    recurrent_dropout = property(lambda self: self.cell.recurrent_dropout)
 
-    def call(self, inputs, mask=None, initial_state=None, training=None):
-        if self.dropout > 0:
-            batch, features = ops.shape(inputs)[0], ops.shape(inputs)[-1]
-            self.input_dropout.noise_shape = (batch, 1, features)
-            inputs = self.input_dropout(inputs, training=training)
-        projected = ops.swapaxes(self.cell.project_inputs(inputs), 0, 1)  # (T, B, gates * units)
-        if initial_state is None:
-            states = self.cell.initial_state(ops.shape(inputs)[0], projected.dtype)
-        else:
-            states = [ops.cast(s, projected.dtype) for s in _as_list(initial_state)]
+    def build(self, sequences_shape, initial_state_shape=None):
+        sequences_shape = tuple(sequences_shape)
+        if len(sequences_shape) != 3:
+            raise ValueError(f"{type(self).__name__} expects (batch, time, features) inputs, got {sequences_shape}.")
+        super().build(sequences_shape, initial_state_shape)
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        """Returns (last output, outputs (B, T, U), final states), as Keras' loop does."""
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        # x_t W + b does not depend on the state: one matrix product for all steps, then the serial part.
+        projected = ops.swapaxes(self.cell.project_inputs(sequences, training), 0, 1)  # (T, B, gates * units)
+        states = list(initial_state)
         keep = None
         if mask is not None:
             keep = ops.swapaxes(ops.cast(mask, "bool")[:, :, None], 0, 1)  # (T, B, 1)
@@ -233,64 +316,53 @@ class _Recurrent(keras.layers.Layer):
             # carry: (*states, last output), flat; returns the new carry, whose last element is this step's output.
             states, last_output = list(carry[:-1]), carry[-1]
             if keep is None:
-                output, new_states = self.cell.step(x, states)
+                output, new_states = self.cell.step(x, states, training)
             else:
                 x, step_keep = x
-                output, new_states = self.cell.step(x, states)
+                output, new_states = self.cell.step(x, states, training)
                 new_states = [ops.where(step_keep, new, old) for new, old in zip(new_states, states)]
-                output = ops.where(step_keep, output, last_output)
+                skipped = ops.zeros_like(output) if self.zero_output_for_mask else last_output
+                output = ops.where(step_keep, output, skipped)
             return (*new_states, output)
 
         carry, outputs = _loop_over_time(
-            step, (*states, ops.zeros_like(states[0])), projected if keep is None else (projected, keep)
+            step,
+            (*states, ops.zeros_like(states[0])),
+            projected if keep is None else (projected, keep),
+            unroll=self.unroll,
         )
-        final_states, last_output = list(carry[:-1]), carry[-1]  # outputs: (T, B, U)
-        output = ops.swapaxes(outputs, 0, 1) if self.return_sequences else last_output  # (B, T, U) or (B, U)
-        if self.return_state:
-            return [output, *final_states]
-        return output
-
-    def compute_mask(self, inputs, mask=None):
-        output_mask = mask if self.return_sequences else None
-        if self.return_state:
-            return [output_mask] + [None] * self.cell.num_states
-        return output_mask
-
-    def compute_output_shape(self, input_shape):
-        batch, time = input_shape[0], input_shape[1]
-        output = (batch, time, self.units) if self.return_sequences else (batch, self.units)
-        if self.return_state:
-            return [output] + [(batch, self.units)] * self.cell.num_states
-        return output
+        return carry[-1], ops.swapaxes(outputs, 0, 1), list(carry[:-1])  # outputs: (B, T, U)
 
     def get_config(self):
         config = super().get_config()
+        del config["cell"]
         cell_config = self.cell.get_config()
         for key in ("name", "dtype", "trainable"):
             cell_config.pop(key, None)
         config.update(cell_config)
-        config.update(
-            return_sequences=self.return_sequences,
-            return_state=self.return_state,
-            go_backwards=self.go_backwards,
-            dropout=self.dropout,
-            seed=self.seed,
-        )
+        config["activity_regularizer"] = keras.saving.serialize_keras_object(self.activity_regularizer)
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 @_register
 class SimpleRNN(_Recurrent):
-    """A fully-connected recurrent layer, weight-compatible with `keras.layers.SimpleRNN`.
+    """A fully-connected recurrent layer, a drop-in for `keras.layers.SimpleRNN` (same arguments, same weights).
 
     Args:
         units: width of the state and output.
         return_sequences: return the output of every step (batch, T, units), not only the last.
         return_state: also return the final state.
         go_backwards: read the sequence from the end; outputs come in reading order, as in Keras.
-        dropout: input dropout rate (one mask per sequence).
+        stateful: carry the final states of one batch into the next (`reset_state()` zeroes them).
+        unroll: run the loop as unrolled Python steps (short sequences only).
+        zero_output_for_mask: masked steps output zeros instead of repeating the last output.
+        dropout, recurrent_dropout: rates of the input and state dropout (one mask per sequence, as Keras draws).
         seed: seed of the dropout.
-        **cell_kwargs: `activation`, `use_bias`, initializers: as for `SimpleRNNCell`.
+        **cell_kwargs: `activation`, `use_bias`, initializers, regularizers, constraints: as for `SimpleRNNCell`.
 
     Call arguments:
         inputs: (batch, T, features); mask: optional (batch, T), 1 = real step; initial_state: optional list.
@@ -306,17 +378,20 @@ class SimpleRNN(_Recurrent):
 
 @_register
 class LSTM(_Recurrent):
-    """Long short-term memory layer, weight-compatible with `keras.layers.LSTM`.
+    """Long short-term memory layer, a drop-in for `keras.layers.LSTM` (same arguments, same weights).
 
     Args:
         units: width of the hidden and cell states.
         return_sequences: return the output of every step (batch, T, units), not only the last.
         return_state: also return the final hidden and cell states `[output, h, c]`.
         go_backwards: read the sequence from the end; outputs come in reading order, as in Keras.
-        dropout: input dropout rate (one mask per sequence).
+        stateful: carry the final states of one batch into the next (`reset_state()` zeroes them).
+        unroll: run the loop as unrolled Python steps (short sequences only).
+        zero_output_for_mask: masked steps output zeros instead of repeating the last output.
+        dropout, recurrent_dropout: rates of the input and state dropout (masks drawn as Keras draws them).
         seed: seed of the dropout.
-        **cell_kwargs: `activation`, `recurrent_activation`, `unit_forget_bias`, `use_bias`, initializers:
-            as for `LSTMCell`.
+        **cell_kwargs: `activation`, `recurrent_activation`, `unit_forget_bias`, `use_bias`, `implementation`,
+            initializers, regularizers, constraints: as for `LSTMCell`. `use_cudnn` is accepted and ignored.
 
     Call arguments:
         inputs: (batch, T, features); mask: optional (batch, T), 1 = real step; initial_state: optional [h, c].
@@ -331,16 +406,45 @@ class LSTM(_Recurrent):
     cell_name = "lstm_cell"
 
 
-def _loop_over_time(step, carry, xs):
+# --- Helpers -----------------------------------------------------------------------------------------------------
+
+
+def _first_step(inputs):
+    return inputs[:, 0] if len(inputs.shape) == 3 else inputs  # the (batch, features) shape a mask is drawn for
+
+
+def _dropped_matmul(x, kernel, masks):
+    """x W, with dropout masks on x as Keras' cells apply them: one mask, or one per gate (each gate's block of W
+    then sees x under its own mask). `x` is (B, F) or (B, T, F); a mask is (B, F), shared by all steps."""
+    if masks is None:
+        return ops.matmul(x, kernel)
+    masks = masks if isinstance(masks, (list, tuple)) else [masks]
+    if len(x.shape) == 3:
+        masks = [m[:, None, :] for m in masks]
+    if len(masks) == 1:
+        return ops.matmul(x * masks[0], kernel)
+    blocks = ops.split(kernel, len(masks), axis=-1)
+    return ops.concatenate([ops.matmul(x * m, w) for m, w in zip(masks, blocks)], axis=-1)
+
+
+def _loop_over_time(step, carry, xs, unroll=False):
     """Run `carry = step(carry, x_t)` over the leading (time) axis of `xs`; return (carry, stacked carry[-1]).
 
     One loop for every backend would be `ops.scan`, but TensorFlow's scan has no iteration bound, and XLA cannot
     differentiate an unbounded loop ("requires a fixed tensor list size"): on TensorFlow a `while_loop` with
     `maximum_iterations` runs instead, writing each step's output into a preallocated (T, ...) buffer. JAX's
-    `while_loop` is not reverse-differentiable, so JAX (and the others) keep `scan`.
+    `while_loop` is not reverse-differentiable, so JAX (and the others) keep `scan`. `unroll` runs Python steps.
     """
     first = xs[0] if isinstance(xs, tuple) else xs
     length = first.shape[0]
+    if unroll:
+        if length is None:
+            raise ValueError("Cannot unroll a recurrent layer over a time axis of unknown length.")
+        outputs = []
+        for t in range(length):
+            carry = step(carry, tuple(x[t] for x in xs) if isinstance(xs, tuple) else xs[t])
+            outputs.append(carry[-1])
+        return carry, ops.stack(outputs)
     if keras.backend.backend() == "tensorflow" and length is not None:
 
         def body(t, carry, outputs):
@@ -357,8 +461,3 @@ def _loop_over_time(step, carry, xs):
     # The TF backend's scan wants per-step outputs shaped like the carry; on the others that costs nothing.
     carry, per_step = ops.scan(lambda c, x: (lambda new: (new, new))(step(c, x)), carry, xs, length=length)
     return carry, per_step[-1]
-
-
-def _as_list(states):
-    return list(states) if isinstance(states, (list, tuple)) else [states]
-
