@@ -1,9 +1,12 @@
-"""Our MultiHeadAttention vs keras.layers.MultiHeadAttention: forward + backward, same weights, same process.
+"""Our layers vs Keras': forward + backward, same weights, same process, timed alternately.
 
 Command: python benchmarks/layers.py [--batch 32 --length 256 --width 256 --heads 8 --repeats 7]
 Prints a markdown table for benchmarks/RESULTS.md: median ms per step of each, and keras / ours (> 1: ours faster).
 A third contender is our layer forced onto its explicit-softmax path (what it runs when attention scores are
 requested), to show what `keras.ops.dot_product_attention` buys.
+
+`--layer lstm` (with e.g. `--batch 32 --length 64 --width 128`) compares our LSTM with keras.layers.LSTM instead
+(on the CPU Keras' runs its generic loop; cuDNN is a GPU path).
 """
 
 import argparse
@@ -17,10 +20,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.harness import alternate, environment, markdown_table  # noqa: E402
-from keras_tx.layers import MultiHeadAttention  # noqa: E402
+from keras_tx.layers import LSTM, MultiHeadAttention  # noqa: E402
 
 
 def _forward(layer, x, causal, explicit):
+    if isinstance(layer, (keras.layers.LSTM, LSTM)):
+        return layer(x)
     if explicit:  # asking for the scores makes our layer take its explicit softmax path
         return layer(x, x, use_causal_mask=causal, return_attention_scores=True)[0]
     return layer(x, x, use_causal_mask=causal)
@@ -43,6 +48,9 @@ def step_function(layer, x, jit_compile, causal, explicit=False):
         import jax
 
         def loss(trainable, non_trainable, x):
+            if isinstance(layer, (keras.layers.LSTM, LSTM)):
+                y, _ = layer.stateless_call(trainable, non_trainable, x)
+                return (y.astype("float32") ** 2).sum()
             kwargs = {"return_attention_scores": True} if explicit else {}
             y, _ = layer.stateless_call(trainable, non_trainable, x, x, use_causal_mask=causal, **kwargs)
             y = y[0] if explicit else y
@@ -65,9 +73,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--layer", choices=["mha", "lstm"], default="mha")
     args = parser.parse_args()
     keras.config.set_dtype_policy(args.dtype)
     x = np.random.default_rng(0).normal(size=(args.batch, args.length, args.width)).astype("float32")
+    if args.layer == "lstm":
+        return compare_lstm(x, args)
     rows = []
     for causal in (False, True):
         for jit in (False, True):
@@ -103,6 +114,36 @@ def main():
     print(markdown_table(
         ["mask", "jit_compile", "keras ms", "ours ms", "ours, explicit softmax ms", "keras / ours",
          "explicit / fused"], rows))
+
+
+def compare_lstm(x, args):
+    rows = []
+    for jit in (False, True):
+        theirs = keras.layers.LSTM(args.width, return_sequences=True)
+        ours = LSTM(args.width, return_sequences=True)
+        theirs(x)
+        ours(x)
+        ours.set_weights(theirs.get_weights())
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(ours(x)), keras.ops.convert_to_numpy(theirs(x)), atol=1e-4
+        )
+        contenders = {"ours": step_function(ours, x, jit, False)}
+        try:
+            keras_step = step_function(theirs, x, jit, False)
+            keras_step()
+            contenders["keras"] = keras_step
+        except Exception as error:  # Keras' TF loop has no iteration bound: XLA cannot differentiate it
+            print(f"keras.layers.LSTM, jit_compile={jit}: {type(error).__name__}", flush=True)
+        times = alternate(contenders, repeats=args.repeats, iterations=args.iterations)
+        keras_ms = f"{times['keras'] * 1e3:.1f}" if "keras" in times else "fails"
+        ratio = f"{times['keras'] / times['ours']:.2f}" if "keras" in times else "-"
+        rows.append(["on" if jit else "off", keras_ms, f"{times['ours'] * 1e3:.1f}", ratio])
+        print(rows[-1], flush=True)
+    print()
+    print(f"LSTM forward+backward, batch {args.batch}, length {args.length}, width {args.width} (units = width), "
+          f"{args.dtype}; {environment()}; median of {args.repeats} x {args.iterations} steps")
+    print()
+    print(markdown_table(["jit_compile", "keras ms", "ours ms", "keras / ours"], rows))
 
 
 if __name__ == "__main__":

@@ -373,6 +373,8 @@ class MultiHeadAttention(keras.layers.Layer):
         query, value, key = (_without_keras_mask(t) for t in (query, value, key))
         if cache is None and cache_update_index is not None:
             raise ValueError("`cache_update_index` was given without a `cache`.")
+        if cache is not None and len(query.shape) != 3:
+            raise ValueError(f"A `cache` needs (batch, length, features) inputs, got a query of shape {query.shape}.")
         q = self._query_dense(query)  # (B, T, N, H)
         if cache is None:
             k, v = self._key_dense(key), self._value_dense(value)  # (B, S, N, H)

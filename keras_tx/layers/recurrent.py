@@ -17,9 +17,9 @@ measures the difference). Both layers keep Keras' weight layout (kernel, recurre
 i, f, c, o order), so `set_weights` moves weights between these layers and `keras.layers.SimpleRNN`/`LSTM`.
 
 The input projection x_t W does not depend on the state, so it is computed for all steps in one matrix
-product before the loop; only h_{t-1} U runs serially, in `keras.ops.scan`. Everything else a Keras recurrent layer
-does (`stateful`, `initial_state`, masks, dropout masks, `Bidirectional`) comes from `keras.layers.RNN`, which
-these layers subclass: they replace only its loop.
+product before the loop; only h_{t-1} U runs serially. Everything else a Keras recurrent layer does (`stateful`,
+`initial_state`, masks, dropout masks, the loop itself, `Bidirectional`) comes from `keras.layers.RNN`, which these
+layers subclass: they change only what the loop runs.
 """
 
 
@@ -28,6 +28,7 @@ from keras import ops
 
 # Keras' dropout bookkeeping for cells: one mask per sequence (or one per gate), drawn from the cell's seed
 # generator and cached for every step, so that `keras.layers.RNN` prepares and resets our masks as it does its own.
+from keras.src import backend as keras_backend  # its rnn(): the loop keras.layers.RNN runs, on every backend
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 from keras_tx.layers.common import register as _register
@@ -299,39 +300,26 @@ class _Recurrent(keras.layers.RNN):
         super().build(sequences_shape, initial_state_shape)
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
-        """Returns (last output, outputs (B, T, U), final states), as Keras' loop does."""
+        """Keras' loop over time (masks, `go_backwards`, `unroll`), run over the projected inputs."""
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        # x_t W + b does not depend on the state: one matrix product for all steps, then the serial part.
-        projected = ops.swapaxes(self.cell.project_inputs(sequences, training), 0, 1)  # (T, B, gates * units)
-        states = list(initial_state)
-        keep = None
-        if mask is not None:
-            keep = ops.swapaxes(ops.cast(mask, "bool")[:, :, None], 0, 1)  # (T, B, 1)
-        if self.go_backwards:
-            projected = ops.flip(projected, axis=0)
-            keep = None if keep is None else ops.flip(keep, axis=0)
+        # x_t W + b does not depend on the state: one matrix product for all steps, then only the serial part.
+        projected = self.cell.project_inputs(sequences, training)  # (B, T, gates * units)
 
-        def step(carry, x):
-            # carry: (*states, last output), flat; returns the new carry, whose last element is this step's output.
-            states, last_output = list(carry[:-1]), carry[-1]
-            if keep is None:
-                output, new_states = self.cell.step(x, states, training)
-            else:
-                x, step_keep = x
-                output, new_states = self.cell.step(x, states, training)
-                new_states = [ops.where(step_keep, new, old) for new, old in zip(new_states, states)]
-                skipped = ops.zeros_like(output) if self.zero_output_for_mask else last_output
-                output = ops.where(step_keep, output, skipped)
-            return (*new_states, output)
+        def step(projected_input, states):
+            return self.cell.step(projected_input, list(states), training)
 
-        carry, outputs = _loop_over_time(
+        return keras_backend.rnn(
             step,
-            (*states, ops.zeros_like(states[0])),
-            projected if keep is None else (projected, keep),
+            projected,
+            list(initial_state),
+            go_backwards=self.go_backwards,
+            mask=mask,
             unroll=self.unroll,
-        )
-        return carry[-1], ops.swapaxes(outputs, 0, 1), list(carry[:-1])  # outputs: (B, T, U)
+            input_length=sequences.shape[1],
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_all_outputs=self.return_sequences,
+        )  # (last output, outputs, final states)
 
     def get_config(self):
         config = super().get_config()
@@ -425,39 +413,3 @@ def _dropped_matmul(x, kernel, masks):
         return ops.matmul(x * masks[0], kernel)
     blocks = ops.split(kernel, len(masks), axis=-1)
     return ops.concatenate([ops.matmul(x * m, w) for m, w in zip(masks, blocks)], axis=-1)
-
-
-def _loop_over_time(step, carry, xs, unroll=False):
-    """Run `carry = step(carry, x_t)` over the leading (time) axis of `xs`; return (carry, stacked carry[-1]).
-
-    One loop for every backend would be `ops.scan`, but TensorFlow's scan has no iteration bound, and XLA cannot
-    differentiate an unbounded loop ("requires a fixed tensor list size"): on TensorFlow a `while_loop` with
-    `maximum_iterations` runs instead, writing each step's output into a preallocated (T, ...) buffer. JAX's
-    `while_loop` is not reverse-differentiable, so JAX (and the others) keep `scan`. `unroll` runs Python steps.
-    """
-    first = xs[0] if isinstance(xs, tuple) else xs
-    length = first.shape[0]
-    if unroll:
-        if length is None:
-            raise ValueError("Cannot unroll a recurrent layer over a time axis of unknown length.")
-        outputs = []
-        for t in range(length):
-            carry = step(carry, tuple(x[t] for x in xs) if isinstance(xs, tuple) else xs[t])
-            outputs.append(carry[-1])
-        return carry, ops.stack(outputs)
-    if keras.backend.backend() == "tensorflow" and length is not None:
-
-        def body(t, carry, outputs):
-            carry = step(carry, tuple(x[t] for x in xs) if isinstance(xs, tuple) else xs[t])
-            # scatter_update, not slice_update: TF has no gradient for the XLA dynamic-update-slice op.
-            return t + 1, carry, ops.scatter_update(outputs, ops.reshape(t, (1, 1)), carry[-1][None])
-
-        outputs = ops.zeros((length,) + tuple(ops.shape(carry[-1])), dtype=carry[-1].dtype)  # (T, B, U)
-        _, carry, outputs = ops.while_loop(
-            lambda t, carry, outputs: t < length, body, (0, carry, outputs), maximum_iterations=length
-        )
-        return carry, outputs
-
-    # The TF backend's scan wants per-step outputs shaped like the carry; on the others that costs nothing.
-    carry, per_step = ops.scan(lambda c, x: (lambda new: (new, new))(step(c, x)), carry, xs, length=length)
-    return carry, per_step[-1]
