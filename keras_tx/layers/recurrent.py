@@ -250,8 +250,9 @@ class LSTMCell(_Cell):
 
 
 class _Recurrent(keras.layers.RNN):
-    """Runs a cell over the time axis: Keras' RNN layer (states, `stateful`, masks, dropout bookkeeping) with our
-    loop. Masked (padded) steps leave the state unchanged and repeat the last output, as Keras' layers do."""
+    """Runs a cell over the time axis: Keras' RNN layer (states, `stateful`, masks, dropout bookkeeping, the loop),
+    fed the input projections of all steps at once. Masked (padded) steps leave the state unchanged and repeat the
+    last output, as in Keras."""
 
     cell_class = None
     cell_name = None  # Keras' sublayer name, so that weight paths match too
