@@ -7,14 +7,19 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: demo test bench saved-models clean-venv
 
-$(VENV)/.installed: setup.py
+# The demo needs the package alone; the tests, notebooks and benchmarks add their extras on top (JAX, scipy, ...).
+$(VENV)/.installed-main: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-main
 	$(PY) -m pip install --quiet -e ".[test,notebooks,bench]"
 	touch $@
 
 ## The main job: the keras-tx demo (see README).
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed-main
 	$(VENV)/bin/keras-tx demo
 
 ## The test suite (what .ci/run runs).
@@ -30,19 +35,19 @@ DATA ?= ../shared/datasets
 KT := $(VENV)/bin/keras-tx
 saved-models: $(VENV)/.installed
 	$(KT) train gpt --text-file $(DATA)/tiny_shakespeare/input.txt --steps 2000 --eval-interval 250 \
-		--jit-compile on --no-tensorboard --verbose 2 --out saved_models/gpt_shakespeare
+		--jit-compile on --no-tensorboard --verbose 2 --out saved_models/gpt_shakespeare --force
 	$(PY) benchmarks/sst2.py prepare --data-dir $(DATA)/sst2 --out .data/sst2
 	$(PY) benchmarks/sst2.py train --data .data/sst2 --out runs/sst2 --pretrain-epochs 45 --eval-every 5 \
 		--pretrain-budget 2400 --learning-rate 2e-4
 	$(PY) benchmarks/sst2.py score --data .data/sst2 --run runs/sst2 --out saved_models/bert_mlm --force \
 		--device "2-core CPU"
 	$(KT) train resnet --data-dir $(DATA)/fashion_mnist --width 16 --blocks-per-stage 2 2 2 2 --epochs 10 --flip \
-		--no-tensorboard --verbose 2 --out saved_models/resnet_fashion_mnist
+		--no-tensorboard --verbose 2 --out saved_models/resnet_fashion_mnist --force
 	$(KT) train vit --data-dir $(DATA)/fashion_mnist --patch-size 7 --num-layers 6 --num-heads 4 --hidden-dim 128 \
-		--mlp-dim 256 --epochs 10 --flip --no-tensorboard --verbose 2 --out saved_models/vit_fashion_mnist
+		--mlp-dim 256 --epochs 10 --flip --no-tensorboard --verbose 2 --out saved_models/vit_fashion_mnist --force
 	$(KT) train igpt --data-dir $(DATA)/fashion_mnist --train-size 20000 --test-size 2000 --num-layers 2 \
 		--hidden-dim 64 --num-heads 2 --epochs 3 --jit-compile on --no-tensorboard --verbose 2 \
-		--out saved_models/igpt_fashion_mnist
+		--out saved_models/igpt_fashion_mnist --force
 	$(PY) benchmarks/translation.py prepare --data-dir $(DATA)/multi30k --out .data/multi30k
 	$(PY) benchmarks/translation.py train --data .data/multi30k --out runs/multi30k --num-layers 2 --hidden-dim 128 \
 		--intermediate-dim 512 --epochs 12 --warmup-steps 300 --learning-rate 1e-3 --time-budget 2700

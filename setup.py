@@ -11,7 +11,7 @@ VERSION = re.search(
     re.M,
 ).group(1)
 
-# Versions measured to work together (see ARCHITECTURE.md, "Versions known to work").
+# Versions measured to work together (Python 3.11, 2026-11): TF 2.21, Keras 3.15, keras-hub 0.32.
 INSTALL_REQUIRES = [
     "tensorflow==2.21.*",
     "keras==3.15.*",

@@ -18,10 +18,15 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-import demo_lib as lib
-from keras_tx import artifacts, recipes
+from keras_tx.quiet import muted_stderr
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+with muted_stderr():  # TensorFlow's start-up lines (CUDA probes on a machine without a GPU) are not the demo's errors
+    import tensorflow as tf
+
+    tf.config.list_logical_devices()
+
+import demo_lib as lib  # noqa: E402
+from keras_tx import artifacts, recipes  # noqa: E402
 log = logging.getLogger("keras_tx.demo")
 
 
@@ -183,12 +188,9 @@ def mask_page(folder):
     text = st.text_input("A sentence with one or more [MASK]", "the movie was [MASK] and the actors were [MASK] .",
                          key="masked_text")
     top_k = st.slider("Candidates per [MASK]", 1, 10, 5, key="mask_top_k")
-    if not text.strip():
-        st.error("The sentence is empty: type one with [MASK] where a word is missing.")
-        return
     try:
-        candidates, tokens, attention = lib.fill_masks(model, lib.normalize_masks(text), top_k)
-    except ValueError as error:  # no [MASK], too many, too long
+        candidates, tokens, attention = lib.fill_masks(model, text, top_k)
+    except ValueError as error:  # empty, no [MASK], too many, too long (keras_tx.validation's sentences)
         st.error(str(error))
         return
     columns = st.columns(min(len(candidates), 3))

@@ -17,12 +17,11 @@ shows the command that makes it (the "command" of its metadata.json if one is le
 
 import json
 import os
-import re
 import time
 
 import numpy as np
 
-from keras_tx import artifacts, recipes
+from keras_tx import artifacts, recipes, validation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MODELS_DIR = os.path.join(REPO, "saved_models")
@@ -51,9 +50,12 @@ TRAINING_COMMANDS = {
 }
 IMAGE_GPT_KINDS = ("image_gpt",)
 TRANSLATION_KINDS = ("translation",)
-MAX_NEW_TOKENS = 1000  # the widget's bound: a typo cannot start minutes of generation
-MAX_UPLOAD_MB = 20
-IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp"]
+# The bounds every surface shares (keras_tx.validation): the widgets stop where the CLI and the exports stop.
+MAX_NEW_TOKENS = validation.MAX_NEW_TOKENS
+MAX_NUM_BEAMS = validation.MAX_NUM_BEAMS
+MAX_UPLOAD_MB = validation.MAX_IMAGE_BYTES // 2**20
+MAX_TEXT_CHARACTERS = validation.MAX_TEXT_CHARACTERS
+IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp"]
 
 
 # ---------------------------------------------------------------------------------------------- model folders
@@ -201,11 +203,6 @@ class Rate:
 # ------------------------------------------------------------------------------------------- masked prediction
 
 
-def normalize_masks(text):
-    """"[mask]" in any case -> "[MASK]", the token fill_mask looks for."""
-    return re.sub(r"\[mask\]", "[MASK]", text, flags=re.IGNORECASE)
-
-
 def fill_masks(model, text, top_k):
     """Everything the masked-prediction page shows, in one call on the model (BERTMaskedLM's API).
 
@@ -214,6 +211,7 @@ def fill_masks(model, text, top_k):
         attention: one (num_heads, T, T) array per layer). Bad text raises fill_mask's ValueError.
     """
     candidates = model.fill_mask(text, top_k=top_k)  # validates: no [MASK], too many, too long
+    text = validation.normalize_masks(text)  # as fill_mask read it
     tokenizer = model.tokenizer
     ids = [tokenizer.token_to_id("[CLS]")]
     for i, piece in enumerate(text.split("[MASK]")):  # the same encoding as fill_mask's

@@ -37,7 +37,7 @@ from keras import ops  # noqa: E402
 from benchmarks.harness import alternate, environment, markdown_table  # noqa: E402
 
 CONFIGS = {
-    # nanoGPT's CPU baby config and its shakespeare_char config (ANCHORS.md).
+    # nanoGPT's CPU baby config and its shakespeare_char config (nanoGPT's README).
     "baby": dict(num_layers=4, num_heads=4, hidden_dim=128, context=64, batch=12),
     "shakespeare": dict(num_layers=6, num_heads=6, hidden_dim=384, context=256, batch=64),
 }

@@ -12,7 +12,9 @@ import datetime
 import json
 import os
 import shlex
+import shutil
 import sys
+import zipfile
 
 import keras
 
@@ -20,6 +22,16 @@ from keras_tx.training import write_json
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
+RUN_FILE = "run.json"  # the command of a run in progress: a rerun resumes only the same command
+
+# What `keras-tx train` writes into a model directory; --force removes these (and nothing else) first.
+TRAINING_OUTPUTS = (MODEL_FILE, METADATA_FILE, RUN_FILE, "history.json", "tokenizer.json", "vocab.txt",
+                    "source_vocab.txt", "target_vocab.txt", "translator.json", "best.weights.h5", "backup", "logs")
+# Flags that change how a run executes, not what it computes: a resumed run may change them.
+RUNTIME_FLAGS = frozenset({"out", "force", "verbose", "no_tensorboard", "download", "strategy", "cpu_replicas",
+                           "tpu", "jit_compile", "steps_per_execution", "deterministic", "verb"})
+# Fields of metadata.json that the verbs read, per kind: a directory without them is refused in one line.
+REQUIRED_FIELDS = {"image_classifier": ("image_shape", "class_names"), "image_gpt": ("image_shape",)}
 
 
 def save_model(out_dir, model, metadata):
@@ -64,6 +76,79 @@ def command_line():
     return " ".join([program] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
+def run_signature(args):
+    """What a training command computes: its flags, less those in RUNTIME_FLAGS (JSON-ready)."""
+    return json.loads(json.dumps({k: v for k, v in sorted(vars(args).items()) if k not in RUNTIME_FLAGS}))
+
+
+def check_out_dir(out_dir, signature, force=False):
+    """Decide, before anything is read or written, whether a training run may write to `out_dir`.
+
+    A new or empty directory starts a run; one holding an unfinished run of the same command (`signature`, see
+    `run_signature`) resumes it. A finished model, another command's run or anything else is refused with one
+    sentence, unless `force` (then `begin_run` removes what `keras-tx train` writes, TRAINING_OUTPUTS, first).
+    A run that stopped before its first backup holds nothing worth keeping: any command may start over there.
+
+    Returns:
+        "new" or "resume".
+    """
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--out {out_dir} is a file, not a directory: give a directory for the model.")
+    entries = [e for e in os.listdir(out_dir) if not e.startswith(".")] if os.path.isdir(out_dir) else []
+    if not entries or force:
+        return "new"
+    return _resumable(out_dir, signature)
+
+
+def begin_run(out_dir, signature, state):
+    """Record the run in `out_dir` (after `check_out_dir` said `state`), clearing an earlier run's files unless it
+    resumes. Call it just before the run's first write, so that a run failing on its data leaves nothing behind."""
+    if state != "resume" and os.path.isdir(out_dir):
+        for name in TRAINING_OUTPUTS:
+            path = os.path.join(out_dir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            elif os.path.lexists(path):
+                os.remove(path)
+    os.makedirs(out_dir, exist_ok=True)
+    write_json(os.path.join(out_dir, RUN_FILE), {"command": command_line(), "signature": signature})
+
+
+def _resumable(out_dir, signature):
+    """"resume" if `out_dir` holds an unfinished run of the command `signature`, else a ValueError saying why not."""
+    if os.path.exists(os.path.join(out_dir, MODEL_FILE)):
+        try:
+            with open(os.path.join(out_dir, METADATA_FILE)) as f:
+                kind = json.load(f).get("kind", "unknown")
+        except (OSError, ValueError):
+            kind = "unknown"
+        raise ValueError(f"{out_dir} holds a finished model (kind {kind}); choose another --out, or pass --force "
+                         "to replace it.")
+    try:
+        with open(os.path.join(out_dir, RUN_FILE)) as f:
+            recorded = json.load(f)["signature"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{out_dir} is not empty and holds no run of `keras-tx train`; choose another --out, or "
+                         "pass --force to write into it.") from None
+    if recorded != signature:
+        if not os.path.exists(os.path.join(out_dir, "backup", "latest")):
+            return "new"  # it stopped before its first backup: nothing to resume or to lose
+        keys = sorted(set(recorded) | set(signature), key=lambda k: (k not in ("model", "steps", "epochs"), k))
+        key = next(k for k in keys if recorded.get(k) != signature.get(k))
+        flag = "the model" if key == "model" else "--" + key.replace("_", "-")
+        raise ValueError(f"{out_dir} holds an unfinished run of another command ({flag} {recorded.get(key)!r} there, "
+                         f"{signature.get(key)!r} here); rerun that command to resume it, or pass --force to start "
+                         "over.")
+    return "resume"
+
+
+def finish_run(out_dir):
+    """Once the model is saved: remove the run's backup and its run.json (the directory is a finished model)."""
+    shutil.rmtree(os.path.join(out_dir, "backup"), ignore_errors=True)
+    if os.path.exists(os.path.join(out_dir, RUN_FILE)):
+        os.remove(os.path.join(out_dir, RUN_FILE))
+
+
 def read_metadata(model_dir):
     """metadata.json of a model directory, or a clear ValueError."""
     check_model_dir(model_dir)
@@ -95,11 +180,19 @@ def load_model(model_dir, kind=None):
         raise ValueError(
             f"{model_dir} holds a {metadata.get('kind', 'unknown')} model, not {KIND_NAMES.get(kind, kind)}."
         )
+    missing = [field for field in REQUIRED_FIELDS.get(metadata.get("kind"), ()) if field not in metadata]
+    if missing:
+        raise ValueError(f"{model_dir}/{METADATA_FILE} has no {missing[0]!r} field: the directory is damaged or "
+                         "was not written by `keras-tx train`.")
     import keras_tx.models  # noqa: F401  registers our classes for deserialization
 
+    path = os.path.join(model_dir, MODEL_FILE)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} could not be loaded: it is damaged or not a Keras model file (not a .keras zip "
+                         "archive).")
     try:
-        model = keras.saving.load_model(os.path.join(model_dir, MODEL_FILE), safe_mode=True)
+        model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # zip, h5 and config errors all mean the same thing to a user
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{model_dir}/{MODEL_FILE} could not be loaded (truncated or not a keras-tx model): {reason}")
+        raise ValueError(f"{path} could not be loaded (damaged, or not a keras-tx model): {reason}")
     return model, metadata

@@ -17,14 +17,55 @@ import sys
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_tx import validation
+
+# TensorFlow's C++ start-up lines (oneDNN notes, CUDA probes on a machine without a GPU) are not errors of ours:
+# keep them out of a newcomer's terminal. Real errors still reach the user as Python exceptions.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 SAMPLERS = ("greedy", "random", "top_k", "top_p", "beam")
-MAX_NEW_TOKENS = 2000  # an upper bound, so that a typo cannot start an hour of generation
 
 
 class UsageError(Exception):
     """A user's mistake: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line on stderr (exit status 2) instead of the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _int(low, high=None):
+    """An argparse type: an integer in [low, high], checked by `keras_tx.validation` as the API checks it."""
+
+    def parse(text):
+        try:
+            return validation.integer("", int(text), low, high)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{validation.integer_range(low, high)}, got {text!r}") from None
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _float(low=None, high=None, low_open=False):
+    """An argparse type: a finite number in [low, high] ((low, high] with low_open)."""
+
+    def parse(text):
+        try:
+            return validation.number("", text, low, high, low_open)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{validation.number_range(low, high, low_open)}, got {text!r}") from None
+
+    parse.__name__ = "number"
+    return parse
+
+
+POSITIVE = _int(1)
+SEED = _int(0, 2**63 - 1)
 
 
 def _add_training_arguments(parser):
@@ -34,94 +75,96 @@ def _add_training_arguments(parser):
     data.add_argument("--data-dir", help="a directory with input.txt, or the tfds data directory with --dataset")
     data.add_argument("--download", action="store_true", help="let tfds download the dataset (needs the network)")
     run = parser.add_argument_group("run")
-    run.add_argument("--out", required=True, help="the model directory to write")
-    run.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
-    run.add_argument("--batch-size", type=int, default=12, help="global batch size (default 12)")
-    run.add_argument("--eval-interval", type=int, default=250, help="steps between evaluations and backups")
-    run.add_argument("--eval-batches", type=int, default=200, help="validation batches per evaluation")
-    run.add_argument("--seed", type=int, default=1337)
+    run.add_argument("--out", required=True, help="the model directory to write (new, empty, or this command's unfinished run, which resumes)")
+    run.add_argument("--force", action="store_true", help="replace a finished model or another run in --out")
+    run.add_argument("--steps", type=POSITIVE, default=2000, help="optimizer steps (default 2000)")
+    run.add_argument("--batch-size", type=POSITIVE, default=12, help="global batch size (default 12)")
+    run.add_argument("--eval-interval", type=POSITIVE, default=250,
+                     help="steps between evaluations and backups (and one at the end)")
+    run.add_argument("--eval-batches", type=POSITIVE, default=200, help="validation batches per evaluation")
+    run.add_argument("--seed", type=SEED, default=1337)
     run.add_argument("--deterministic", action="store_true", help="deterministic TF ops (slower)")
     run.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="1: progress bar, 2: a line per eval")
     run.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     optim = parser.add_argument_group("optimizer (nanoGPT's recipe)")
-    optim.add_argument("--learning-rate", type=float, default=1e-3)
-    optim.add_argument("--min-learning-rate", type=float, default=1e-4)
-    optim.add_argument("--warmup-steps", type=int, default=100)
-    optim.add_argument("--weight-decay", type=float, default=0.1)
-    optim.add_argument("--beta2", type=float, default=0.99)
-    optim.add_argument("--clip-norm", type=float, default=1.0, help="global gradient-norm clip")
-    optim.add_argument("--dropout", type=float, default=0.0)
+    optim.add_argument("--learning-rate", type=_float(0, low_open=True), default=1e-3)
+    optim.add_argument("--min-learning-rate", type=_float(0), default=1e-4)
+    optim.add_argument("--warmup-steps", type=_int(0), default=100)
+    optim.add_argument("--weight-decay", type=_float(0), default=0.1)
+    optim.add_argument("--beta2", type=_float(0, 0.9999), default=0.99)
+    optim.add_argument("--clip-norm", type=_float(0, low_open=True), default=1.0, help="global gradient-norm clip")
+    optim.add_argument("--dropout", type=_float(0, 0.95), default=0.0)
     scale = parser.add_argument_group("scale")
     scale.add_argument("--strategy", default="auto", choices=("auto", "default", "mirrored", "multi-worker", "tpu"))
-    scale.add_argument("--cpu-replicas", type=int, help="with --strategy mirrored and no GPU: logical CPU replicas")
+    scale.add_argument("--cpu-replicas", type=POSITIVE, help="with --strategy mirrored and no GPU: logical CPU replicas")
     scale.add_argument("--tpu", help="TPU name or address for --strategy tpu")
     scale.add_argument("--mixed-precision", choices=("float32", "float16", "bfloat16", "auto"), default=None)
     scale.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
                        help="XLA; Keras' auto turns it off on CPU and under tf.distribute")
-    scale.add_argument("--steps-per-execution", type=int, default=1)
+    scale.add_argument("--steps-per-execution", type=POSITIVE, default=1)
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="keras-tx", description="The Transformer family as Keras 3 layers.")
+    parser = _Parser(prog="keras-tx", description="The Transformer family as Keras 3 layers.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     verbs = parser.add_subparsers(dest="verb")
 
     train = verbs.add_parser("train", help="train a model and write a model directory")
     models = train.add_subparsers(dest="model", required=True)
     gpt = models.add_parser("gpt", help="a character-level GPT (default: nanoGPT's CPU baby config)")
-    gpt.add_argument("--num-layers", type=int, default=4)
-    gpt.add_argument("--num-heads", type=int, default=4)
-    gpt.add_argument("--hidden-dim", type=int, default=128)
-    gpt.add_argument("--intermediate-dim", type=int, help="default 4 * hidden-dim")
-    gpt.add_argument("--context", type=int, default=64, help="tokens per training window = max length")
+    gpt.add_argument("--num-layers", type=POSITIVE, default=4)
+    gpt.add_argument("--num-heads", type=POSITIVE, default=4)
+    gpt.add_argument("--hidden-dim", type=POSITIVE, default=128)
+    gpt.add_argument("--intermediate-dim", type=POSITIVE, help="default 4 * hidden-dim")
+    gpt.add_argument("--context", type=_int(2), default=64, help="tokens per training window = max length")
     _add_training_arguments(gpt)
     for cell in ("lstm", "rnn"):
         rnn = models.add_parser(cell, help=f"a character-level {cell.upper()} language model")
-        rnn.add_argument("--num-layers", type=int, default=1)
-        rnn.add_argument("--embedding-dim", type=int, default=128)
-        rnn.add_argument("--units", type=int, default=512)
-        rnn.add_argument("--context", type=int, default=64, help="tokens per training window (backpropagation span)")
+        rnn.add_argument("--num-layers", type=POSITIVE, default=1)
+        rnn.add_argument("--embedding-dim", type=POSITIVE, default=128)
+        rnn.add_argument("--units", type=POSITIVE, default=512)
+        rnn.add_argument("--context", type=_int(2), default=64, help="tokens per training window (backpropagation span)")
         _add_training_arguments(rnn)
 
     vit = models.add_parser("vit", help="a Vision Transformer image classifier (default data: digits)")
-    vit.add_argument("--patch-size", type=int, default=4)
-    vit.add_argument("--num-layers", type=int, default=6)
-    vit.add_argument("--num-heads", type=int, default=4)
-    vit.add_argument("--hidden-dim", type=int, default=128)
-    vit.add_argument("--mlp-dim", type=int, help="default 2 * hidden-dim")
+    vit.add_argument("--patch-size", type=POSITIVE, default=4)
+    vit.add_argument("--num-layers", type=POSITIVE, default=6)
+    vit.add_argument("--num-heads", type=POSITIVE, default=4)
+    vit.add_argument("--hidden-dim", type=POSITIVE, default=128)
+    vit.add_argument("--mlp-dim", type=POSITIVE, help="default 2 * hidden-dim")
     resnet = models.add_parser("resnet", help="a small ResNet image classifier (the CNN baseline)")
-    resnet.add_argument("--width", type=int, default=32, help="channels of the first stage (64 = ResNet-18)")
-    resnet.add_argument("--blocks-per-stage", type=int, nargs="+", default=[2, 2, 2])
+    resnet.add_argument("--width", type=POSITIVE, default=32, help="channels of the first stage (64 = ResNet-18)")
+    resnet.add_argument("--blocks-per-stage", type=POSITIVE, nargs="+", default=[2, 2, 2])
     for image_model in (vit, resnet):
         _add_training_arguments(image_model)
-        image_model.add_argument("--epochs", type=int, default=10)
-        image_model.add_argument("--train-size", type=int, help="use only the first N training images")
+        image_model.add_argument("--epochs", type=POSITIVE, default=10)
+        image_model.add_argument("--train-size", type=POSITIVE, help="use only the first N training images")
         image_model.add_argument("--no-augment", action="store_true", help="no random shifts")
         image_model.add_argument("--flip", action="store_true", help="also random horizontal flips")
         image_model.set_defaults(batch_size=128, steps=None, eval_interval=None, warmup_steps=200,
                                  weight_decay=0.05, beta2=0.999)
 
     igpt = models.add_parser("igpt", help="image GPT: a GPT over k-means palette indices of downsampled pixels")
-    igpt.add_argument("--image-size", type=int, help="side of the token grid (default: half the images' side "
+    igpt.add_argument("--image-size", type=_int(2), help="side of the token grid (default: half the images' side "
                       "from 16 up: 28 -> 14, digits 16 -> 8)")
-    igpt.add_argument("--num-colors", type=int, default=16, help="k-means palette size (default 16)")
-    igpt.add_argument("--num-layers", type=int, default=4)
-    igpt.add_argument("--num-heads", type=int, default=4)
-    igpt.add_argument("--hidden-dim", type=int, default=128)
-    igpt.add_argument("--intermediate-dim", type=int, help="default 4 * hidden-dim")
+    igpt.add_argument("--num-colors", type=_int(2, 4096), default=16, help="k-means palette size (default 16)")
+    igpt.add_argument("--num-layers", type=POSITIVE, default=4)
+    igpt.add_argument("--num-heads", type=POSITIVE, default=4)
+    igpt.add_argument("--hidden-dim", type=POSITIVE, default=128)
+    igpt.add_argument("--intermediate-dim", type=POSITIVE, help="default 4 * hidden-dim")
     _add_training_arguments(igpt)
-    igpt.add_argument("--epochs", type=int, default=10)
-    igpt.add_argument("--train-size", type=int, help="use only the first N training images")
-    igpt.add_argument("--test-size", type=int, help="use only the first N test images")
+    igpt.add_argument("--epochs", type=POSITIVE, default=10)
+    igpt.add_argument("--train-size", type=POSITIVE, help="use only the first N training images")
+    igpt.add_argument("--test-size", type=POSITIVE, help="use only the first N test images")
     igpt.set_defaults(batch_size=64, steps=None, eval_interval=None)
 
     bert = models.add_parser("bert", help="BERT masked-LM pretraining with a WordPiece vocabulary")
-    bert.add_argument("--num-layers", type=int, default=4)
-    bert.add_argument("--num-heads", type=int, default=4)
-    bert.add_argument("--hidden-dim", type=int, default=128)
-    bert.add_argument("--intermediate-dim", type=int, help="default 4 * hidden-dim")
-    bert.add_argument("--sequence-length", type=int, default=64)
-    bert.add_argument("--vocabulary-size", type=int, default=8000)
+    bert.add_argument("--num-layers", type=POSITIVE, default=4)
+    bert.add_argument("--num-heads", type=POSITIVE, default=4)
+    bert.add_argument("--hidden-dim", type=POSITIVE, default=128)
+    bert.add_argument("--intermediate-dim", type=POSITIVE, help="default 4 * hidden-dim")
+    bert.add_argument("--sequence-length", type=_int(4), default=64)
+    bert.add_argument("--vocabulary-size", type=_int(16), default=8000)
     _add_training_arguments(bert)
     bert.set_defaults(batch_size=64, learning_rate=5e-4, min_learning_rate=5e-5, weight_decay=0.01, beta2=0.999,
                       eval_batches=20, dropout=0.1)
@@ -131,16 +174,16 @@ def _parser():
     )
     transformer.add_argument("--source", default="de", help="source language: file suffix or tfds feature")
     transformer.add_argument("--target", default="en", help="target language")
-    transformer.add_argument("--num-layers", type=int, default=3, help="encoder blocks, and as many decoder blocks")
-    transformer.add_argument("--num-heads", type=int, default=8)
-    transformer.add_argument("--hidden-dim", type=int, default=256)
-    transformer.add_argument("--intermediate-dim", type=int, help="default 2 * hidden-dim")
-    transformer.add_argument("--max-length", type=int, default=40, help="source and target pieces kept")
-    transformer.add_argument("--vocabulary-size", type=int, default=8000, help="upper bound per language")
-    transformer.add_argument("--label-smoothing", type=float, default=0.1)
-    transformer.add_argument("--epochs", type=int, default=15)
-    transformer.add_argument("--max-pairs", type=int, help="use only the first N training pairs")
-    transformer.add_argument("--bleu-sentences", type=int, default=1000,
+    transformer.add_argument("--num-layers", type=POSITIVE, default=3, help="encoder blocks, and as many decoder blocks")
+    transformer.add_argument("--num-heads", type=POSITIVE, default=8)
+    transformer.add_argument("--hidden-dim", type=POSITIVE, default=256)
+    transformer.add_argument("--intermediate-dim", type=POSITIVE, help="default 2 * hidden-dim")
+    transformer.add_argument("--max-length", type=_int(2), default=40, help="source and target pieces kept")
+    transformer.add_argument("--vocabulary-size", type=_int(16), default=8000, help="upper bound per language")
+    transformer.add_argument("--label-smoothing", type=_float(0, 0.99), default=0.1)
+    transformer.add_argument("--epochs", type=POSITIVE, default=15)
+    transformer.add_argument("--max-pairs", type=POSITIVE, help="use only the first N training pairs")
+    transformer.add_argument("--bleu-sentences", type=_int(0), default=1000,
                              help="test pairs translated (greedy) for BLEU at the end; 0: none")
     _add_training_arguments(transformer)
     transformer.set_defaults(batch_size=128, steps=None, eval_interval=None, learning_rate=5e-4,
@@ -149,38 +192,38 @@ def _parser():
     generate = verbs.add_parser("generate", help="continue a prompt with a language model")
     generate.add_argument("model_dir")
     generate.add_argument("--prompt", required=True)
-    generate.add_argument("--max-new-tokens", type=int, default=200)
+    generate.add_argument("--max-new-tokens", type=_int(1, validation.MAX_NEW_TOKENS), default=200)
     generate.add_argument("--sampler", choices=SAMPLERS, default="top_k")
-    generate.add_argument("--temperature", type=float, default=1.0)
-    generate.add_argument("--top-k", type=int, default=10)
-    generate.add_argument("--top-p", type=float, default=0.9)
-    generate.add_argument("--num-beams", type=int, default=4)
-    generate.add_argument("--seed", type=int)
+    generate.add_argument("--temperature", type=_float(0), default=1.0, help="0 decodes greedily")
+    generate.add_argument("--top-k", type=POSITIVE, default=10)
+    generate.add_argument("--top-p", type=_float(0, 1, low_open=True), default=0.9)
+    generate.add_argument("--num-beams", type=_int(1, validation.MAX_NUM_BEAMS), default=4)
+    generate.add_argument("--seed", type=SEED)
 
     fill = verbs.add_parser("fill-mask", help="predict the [MASK] tokens of a text with a masked language model")
     fill.add_argument("model_dir")
     fill.add_argument("text")
-    fill.add_argument("--top-k", type=int, default=5)
+    fill.add_argument("--top-k", type=POSITIVE, default=5)
 
     translate = verbs.add_parser("translate", help="translate texts with a seq2seq Transformer")
     translate.add_argument("model_dir")
     translate.add_argument("texts", nargs="+", help="one or more texts in the source language")
     translate.add_argument("--sampler", choices=("greedy", "beam"), default="beam")
-    translate.add_argument("--num-beams", type=int, default=4)
+    translate.add_argument("--num-beams", type=_int(1, validation.MAX_NUM_BEAMS), default=4)
 
     classify = verbs.add_parser("classify", help="classify image files (PNG, JPEG, ...) with an image model")
     classify.add_argument("model_dir")
     classify.add_argument("images", nargs="+")
-    classify.add_argument("--top-k", type=int, default=3)
+    classify.add_argument("--top-k", type=POSITIVE, default=3)
 
     complete = verbs.add_parser("complete", help="complete the bottom of an image with an image GPT (PNG grid out)")
     complete.add_argument("model_dir")
     complete.add_argument("image", help="a PNG, JPEG, ... file of any size and mode")
     complete.add_argument("--out", required=True, help="the PNG to write: given image, kept rows, completions")
-    complete.add_argument("--keep-rows", type=int, help="rows of the token grid kept (default: the top half)")
-    complete.add_argument("--num-samples", type=int, default=4, help="completions (default 4)")
-    complete.add_argument("--temperature", type=float, default=1.0)
-    complete.add_argument("--seed", type=int)
+    complete.add_argument("--keep-rows", type=_int(0), help="rows of the token grid kept (default: the top half)")
+    complete.add_argument("--num-samples", type=_int(1, validation.MAX_SAMPLES), default=4, help="completions (default 4)")
+    complete.add_argument("--temperature", type=_float(0, low_open=True), default=1.0)
+    complete.add_argument("--seed", type=SEED)
     complete.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
     evaluate = verbs.add_parser("evaluate", help="print a model's metrics as one JSON line")
@@ -188,15 +231,15 @@ def _parser():
     evaluate.add_argument("--dataset")
     evaluate.add_argument("--text-file")
     evaluate.add_argument("--data-dir")
-    evaluate.add_argument("--batches", type=int, default=200, help="validation batches (language models)")
-    evaluate.add_argument("--batch-size", type=int, default=12)
+    evaluate.add_argument("--batches", type=POSITIVE, default=200, help="validation batches (language models)")
+    evaluate.add_argument("--batch-size", type=POSITIVE, default=12)
 
     export = verbs.add_parser("export", help="write a TF SavedModel with serving signatures (TF Serving)")
     export.add_argument("model_dir")
     export.add_argument("out_dir", help="a new or empty directory; for TF Serving a version folder: serving/gpt/1")
 
     demo = verbs.add_parser("demo", help="the interactive demo (Streamlit) on saved_models/")
-    demo.add_argument("--port", type=int, default=8501)
+    demo.add_argument("--port", type=_int(1, 65535), default=8501)
     demo.add_argument("--models", default=None, help="the folder of model directories (default: saved_models/)")
     return parser
 
@@ -209,34 +252,16 @@ def cmd_train(args):
     from keras_tx import recipes
 
     args.jit_compile = _jit(args.jit_compile)
-    if args.model == "igpt":
-        if args.epochs <= 0 or args.batch_size <= 0:
-            raise UsageError("--epochs and --batch-size must be positive.")
-        if args.image_size is not None and args.image_size < 2 or not 2 <= args.num_colors <= 4096:
-            raise UsageError("--image-size must be at least 2 and --num-colors between 2 and 4096.")
-        recipes.train_image_gpt(args)
-        return None
-    if args.model in ("vit", "resnet", "transformer"):
-        if args.epochs <= 0 or args.batch_size <= 0:
-            raise UsageError("--epochs and --batch-size must be positive.")
-        train = recipes.train_translation if args.model == "transformer" else recipes.train_image_classifier
-        train(args)
-        return None
-    if args.steps <= 0 or args.batch_size <= 0 or args.eval_interval <= 0:
-        raise UsageError("--steps, --batch-size and --eval-interval must be positive.")
-    if args.steps % args.eval_interval:
-        raise UsageError(f"--steps {args.steps} must be a multiple of --eval-interval {args.eval_interval}.")
-    if args.model in ("gpt", "lstm", "rnn"):
-        recipes.train_language_model(args)
-    elif args.model == "bert":
-        recipes.train_masked_lm(args)
+    train = {"gpt": recipes.train_language_model, "lstm": recipes.train_language_model,
+             "rnn": recipes.train_language_model, "bert": recipes.train_masked_lm,
+             "vit": recipes.train_image_classifier, "resnet": recipes.train_image_classifier,
+             "igpt": recipes.train_image_gpt, "transformer": recipes.train_translation}[args.model]
+    train(args)
 
 
 def cmd_generate(args):
     from keras_tx import recipes
 
-    if not 0 < args.max_new_tokens <= MAX_NEW_TOKENS:
-        raise UsageError(f"--max-new-tokens must be between 1 and {MAX_NEW_TOKENS}, got {args.max_new_tokens}.")
     model, tokenizer, _ = recipes.load_language_model(args.model_dir)
     ids, note = recipes.prepare_prompt(tokenizer, args.prompt, getattr(model, "max_length", None), args.max_new_tokens)
     if note:
@@ -264,11 +289,9 @@ def cmd_fill_mask(args):
 def cmd_translate(args):
     from keras_tx import recipes
 
-    if not 1 <= args.num_beams <= 16:
-        raise UsageError(f"--num-beams must be between 1 and 16, got {args.num_beams}.")
     translator, _ = recipes.load_translator(args.model_dir)
-    for text in args.texts:
-        print(translator.translate(text, sampler=args.sampler, num_beams=args.num_beams))
+    for translation in translator.translate(args.texts, sampler=args.sampler, num_beams=args.num_beams):
+        print(translation)
 
 
 def cmd_classify(args):
@@ -282,10 +305,6 @@ def cmd_classify(args):
 def cmd_complete(args):
     from keras_tx import recipes
 
-    if not 1 <= args.num_samples <= 64:
-        raise UsageError(f"--num-samples must be between 1 and 64, got {args.num_samples}.")
-    if not args.temperature > 0:
-        raise UsageError(f"--temperature must be positive, got {args.temperature}.")
     recipes.check_output_file(args.out, args.force)  # checked first, so no work is done for nothing
     model, metadata = recipes.load_image_gpt(args.model_dir)
     pixels = recipes.complete_image_file(model, metadata, args.image, args.keep_rows, args.num_samples,
@@ -315,10 +334,14 @@ def cmd_evaluate(args):
     from keras_tx.data.text import load_text, split_text
 
     model, tokenizer, metadata = recipes.load_language_model(args.model_dir)
-    text = load_text(dataset=args.dataset, text_file=args.text_file, data_dir=args.data_dir)
+    if args.dataset or args.text_file or args.data_dir:
+        text = load_text(dataset=args.dataset, text_file=args.text_file, data_dir=args.data_dir)
+    else:  # the data the model was trained on, as the image verbs do
+        text = recipes.language_model_text(metadata)
     _, val_text = split_text(text, 0.1)
+    context = metadata.get("context") or getattr(model, "max_length", None) or 64
     val = recipes.random_window_batches(
-        tokenizer.encode(val_text), metadata["context"], args.batch_size, seed=1, total_steps=args.batches
+        tokenizer.encode(val_text), context, args.batch_size, seed=1, total_steps=args.batches
     )
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     loss = model.evaluate(val, verbose=0, return_dict=True)["loss"]
@@ -396,23 +419,18 @@ def cmd_demo(args):
 
 
 def _import_tensorflow_quietly():
-    """Import TensorFlow with its start-up chatter (oneDNN, CUDA probes) kept off stderr.
+    """Import TensorFlow and Keras with their start-up chatter kept off stderr (`keras_tx.quiet`): the CLI's promise
+    is one line on stderr for an error. Devices are only listed, not initialized, so that `--cpu-replicas` can still
+    split the CPU afterwards."""
+    from keras_tx.quiet import muted_stderr
 
-    TF 2.21 prints those lines before its logging is configured, so TF_CPP_MIN_LOG_LEVEL cannot hide them; the
-    CLI's promise is one line on stderr for an error, so stderr is muted while TF starts (devices are only
-    listed, not initialized, so `--cpu-replicas` can still split the CPU afterwards).
-    """
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
+    with muted_stderr():
         import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")
         import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
+
+        from keras_tx import layers, models  # noqa: F401  registered, as `import keras_tx` does elsewhere
 
 
 COMMANDS = {
@@ -430,7 +448,10 @@ COMMANDS = {
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit:  # --help (0) or a usage error (2, its line already on stderr)
+        return exit.code
     if args.version:
         from keras_tx import __version__
 
@@ -446,13 +467,21 @@ def main(argv=None):
         artifacts.CLI_ARGV = argv
     try:
         return COMMANDS[args.verb](args) or 0
-    except (UsageError, ValueError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"keras-tx {args.verb}: error: {message}", file=sys.stderr)
+    except (UsageError, ValueError, OSError, UnicodeError) as error:
+        print(f"keras-tx {args.verb}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"keras-tx {args.verb}: interrupted (a training run resumes from its last backup).", file=sys.stderr)
+        note = " (rerun the same command to resume from the last backup)" if args.verb == "train" else ""
+        print(f"keras-tx {args.verb}: interrupted{note}.", file=sys.stderr)
         return 130
+
+
+def _one_line(error):
+    """The first line of an error's message, or its type when it has none."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}." if error.filename else f"{error.strerror}."
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 if __name__ == "__main__":

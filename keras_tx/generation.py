@@ -42,6 +42,8 @@ import numpy as np
 import keras
 from keras import ops
 
+from keras_tx import validation
+
 SAMPLERS = ("greedy", "random", "top_k", "top_p", "beam")
 DEFAULT_TOP_K = 10
 DEFAULT_TOP_P = 0.9
@@ -278,8 +280,11 @@ def _compile(model, fn):
 # ------------------------------------------------------------------------------------------- public API
 
 
-def _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p, num_beams):
-    """Validated (prompt (B, P) int32 numpy, was_1d, num_beams)."""
+def _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p, num_beams, seed=None):
+    """Validated (prompt (B, P) int32 numpy, was_1d, num_beams, sampler): the bounds of `keras_tx.validation`.
+
+    A temperature of 0 decodes greedily with any sampler, as the exported `generate` does.
+    """
     try:
         prompt = np.asarray(token_ids)
     except ValueError:  # ragged nested lists
@@ -292,8 +297,11 @@ def _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p,
     prompt = prompt[None] if was_1d else prompt
     if prompt.ndim != 2 or prompt.shape[1] == 0:
         raise ValueError(f"`token_ids` must be (length,) or (batch, length) with length >= 1, got {prompt.shape}.")
-    if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
-        raise ValueError(f"`max_new_tokens` must be a positive integer, got {max_new_tokens!r}.")
+    validation.batch(prompt, "prompts")
+    vocabulary_size = getattr(model, "vocabulary_size", None)
+    if vocabulary_size is not None:
+        validation.token_ids(prompt, vocabulary_size)
+    validation.integer("`max_new_tokens`", max_new_tokens, 1, validation.MAX_NEW_TOKENS)
     if sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler {sampler!r}; expected one of {SAMPLERS}.")
     max_length = getattr(model, "max_length", None)
@@ -309,16 +317,16 @@ def _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p,
             f"The prompt has {length} tokens and max_new_tokens={max_new_tokens}, {length + max_new_tokens} in all, "
             f"more than the model's max_length={max_length}: {advice}."
         )
-    if not temperature > 0:
-        raise ValueError(f"`temperature` must be > 0, got {temperature!r}.")
-    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
-        raise ValueError(f"`top_k` must be a positive integer, got {top_k!r}.")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"`top_p` must be in (0, 1], got {top_p!r}.")
+    if validation.temperature(temperature, "`temperature`") == 0 and sampler != "beam":
+        sampler = "greedy"
+    if top_k is not None:
+        validation.integer("`top_k`", top_k, 1)
+    if top_p is not None:
+        validation.number("`top_p`", top_p, 0.0, 1.0, low_open=True)
     num_beams = DEFAULT_NUM_BEAMS if num_beams is None else num_beams
-    if not isinstance(num_beams, (int, np.integer)) or num_beams < 1:
-        raise ValueError(f"`num_beams` must be a positive integer, got {num_beams!r}.")
-    return prompt.astype("int32"), was_1d, int(num_beams)
+    validation.integer("`num_beams`", num_beams, 1, validation.MAX_NUM_BEAMS)
+    validation.seed(seed, "`seed`")
+    return prompt.astype("int32"), was_1d, int(num_beams), sampler
 
 
 def _settings(sampler, temperature, top_k, top_p):
@@ -378,7 +386,8 @@ def generate(
     >>> generate(gpt, [1, 2, 3], max_new_tokens=4).shape
     (7,)
     """
-    prompt, was_1d, num_beams = _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p, num_beams)
+    prompt, was_1d, num_beams, sampler = _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p,
+                                                num_beams, seed)
     steps = int(max_new_tokens)
     if sampler == "beam":
         fn = _compiled(
@@ -427,7 +436,7 @@ def generate_stream(
     """
     if sampler == "beam":
         raise ValueError("Beam search cannot be streamed; use `generate(..., sampler='beam')`.")
-    prompt, was_1d, _ = _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p, 1)
+    prompt, was_1d, _, sampler = _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p, 1, seed)
     steps = int(max_new_tokens)
     greedy = sampler == "greedy"
 
@@ -480,7 +489,7 @@ def generate_uncached(
     """
     if sampler == "beam":
         raise ValueError("The uncached reference decoder has no beam search.")
-    prompt, was_1d, _ = _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p, 1)
+    prompt, was_1d, _, sampler = _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p, 1, seed)
     uniforms, stop = _uniforms(seed, max_new_tokens, len(prompt)), _stop(stop_token_id)
     settings = _settings(sampler, temperature, top_k, top_p)
     tokens, done = prompt, np.zeros(len(prompt), bool)

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from keras_tx import artifacts, training
+from keras_tx import artifacts, training, validation
 
 # nanoGPT's CPU "baby GPT" (README, shakespeare_char on a laptop): the default of `keras-tx train gpt`.
 GPT_DEFAULTS = dict(num_layers=4, num_heads=4, hidden_dim=128, context=64, batch_size=12, steps=2000)
@@ -43,6 +43,17 @@ def random_window_batches(ids, sequence_length, batch_size, seed, start_step=0, 
 
     steps = tf.data.Dataset.range(start_step, total_steps) if total_steps else tf.data.Dataset.range(start_step, 2**62)
     return steps.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _check_out(args):
+    """Check --out before the run reads anything (`artifacts.check_out_dir`); returns what `_begin` needs."""
+    signature = artifacts.run_signature(args)
+    return signature, artifacts.check_out_dir(args.out, signature, force=getattr(args, "force", False))
+
+
+def _begin(args, claim):
+    """Record the run in --out: just before its first write (`artifacts.begin_run`)."""
+    artifacts.begin_run(args.out, *claim)
 
 
 def _compile(model, args, total_steps, loss=None, **compile_kwargs):
@@ -94,6 +105,7 @@ def _language_model(args, vocabulary_size):
 
 def train_language_model(args):
     """`keras-tx train {gpt,lstm,rnn}`: a character-level language model. Returns the metadata written."""
+    claim = _check_out(args)
     from keras_tx.data.text import load_text, split_text
     from keras_tx.data.tokenizers import CharTokenizer
 
@@ -114,7 +126,7 @@ def train_language_model(args):
 
     seed = args.seed if args.seed is not None else 0
     validation = random_window_batches(val_ids, args.context, args.batch_size, seed + 1, total_steps=args.eval_batches)
-    os.makedirs(args.out, exist_ok=True)
+    _begin(args, claim)
     tokenizer.save(os.path.join(args.out, "tokenizer.json"))
     start = time.perf_counter()
     history = training.fit(
@@ -152,7 +164,7 @@ def train_language_model(args):
             "metrics": metrics,
         },
     )
-    training.remove_backup(args.out)
+    artifacts.finish_run(args.out)
     print(f"val loss {metrics['val_loss']:.4f} (train {metrics['train_loss']:.4f}) after {args.steps} steps; "
           f"wrote {args.out}/")
     return metadata
@@ -169,13 +181,30 @@ def load_language_model(model_dir):
     return model, CharTokenizer.load(path), metadata
 
 
+def language_model_text(metadata):
+    """The text a language model was trained on, from its metadata.json's "dataset" (a file, a tfds name, or the
+    built-in text), for `keras-tx evaluate` without data arguments."""
+    from keras_tx.data.text import load_text
+
+    source = metadata.get("dataset")
+    if source in (None, "pydoc_topics"):
+        return load_text()
+    if os.path.isfile(source):
+        return load_text(text_file=source)
+    if os.path.sep in source or source.endswith(".txt"):
+        raise ValueError(f"The model was trained on {source}, which is not here: give --text-file, --data-dir or "
+                         "--dataset.")
+    return load_text(dataset=source)
+
+
 def prepare_prompt(tokenizer, prompt, context, max_new_tokens):
     """Token ids of `prompt` ready for generation, and a note if it had to be trimmed.
 
-    Raises ValueError for an empty prompt or characters outside the vocabulary (the encoder names them).
+    Raises ValueError for an empty, over-long or non-UTF-8 prompt (`keras_tx.validation`) or characters outside the
+    vocabulary (the encoder names them).
     """
-    if not prompt:
-        raise ValueError("The prompt is empty: give at least one character.")
+    prompt = validation.text(prompt, "The prompt", blank_ok=True)
+    validation.integer("max_new_tokens", max_new_tokens, 1, validation.MAX_NEW_TOKENS)
     ids = np.asarray(tokenizer.encode(prompt), "int32")
     note = None
     if context is not None:
@@ -274,6 +303,7 @@ def _epoch_stream(data, batch_size, steps_per_epoch, total_epochs, seed, augment
 
 def train_image_classifier(args):
     """`keras-tx train {vit,resnet}`: an image classifier. Returns the metadata written."""
+    claim = _check_out(args)
     from keras_tx.data.images import image_dataset, load_image_data
 
     strategy = training.make_strategy(args.strategy, cpu_replicas=args.cpu_replicas, tpu=args.tpu)
@@ -297,6 +327,7 @@ def train_image_classifier(args):
     print(f"{args.model}: {model.count_params():,} parameters; {strategy.num_replicas_in_sync} replica(s), {policy}.")
     seed = args.seed if args.seed is not None else 0
     test = image_dataset(data.x_test, data.y_test, 256)
+    _begin(args, claim)
     start = time.perf_counter()
     history = training.fit(
         model,
@@ -332,7 +363,7 @@ def train_image_classifier(args):
             "metrics": metrics,
         },
     )
-    training.remove_backup(args.out)
+    artifacts.finish_run(args.out)
     print(f"test accuracy {metrics['test_accuracy']:.4f} after {args.epochs} epochs; wrote {args.out}/")
     return metadata
 
@@ -349,6 +380,10 @@ def classify_files(model, metadata, paths, top_k=3):
 
     from keras_tx.data.images import load_image_file
 
+    paths = validation.batch(paths, "images")
+    top_k = validation.integer("top_k", top_k, 1)  # more than there are classes: all of them
+    if not paths:
+        return []
     height, width, channels = metadata["image_shape"]
     images = np.stack([load_image_file(p, (height, width), channels) for p in paths])  # floats in [0, 1]
     probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(model.predict(images, verbose=0), axis=-1))
@@ -426,6 +461,7 @@ def train_image_gpt(args):
 
     Returns the metadata written; its metrics hold the test NLL per pixel in nats and bits.
     """
+    claim = _check_out(args)
     import types
 
     from keras_tx.models import ImageGPT, Palette
@@ -472,6 +508,7 @@ def train_image_gpt(args):
 
     test_x, test_y = model.training_pairs(x_test)
     validation = tf.data.Dataset.from_tensor_slices((test_x, test_y)).batch(256)
+    _begin(args, claim)
     start = time.perf_counter()
     history = training.fit(
         model,
@@ -512,7 +549,7 @@ def train_image_gpt(args):
             "metrics": metrics,
         },
     )
-    training.remove_backup(args.out)
+    artifacts.finish_run(args.out)
     print(f"test NLL {metrics['test_nll_nats_per_pixel']:.4f} nats = {metrics['test_nll_bits_per_pixel']:.4f} bits "
           f"per pixel after {args.epochs} epochs; wrote {args.out}/")
     return metadata
@@ -534,10 +571,13 @@ def complete_image_file(model, metadata, path, keep_rows=None, num_samples=4, te
     """
     from keras_tx.data.images import load_image_file
 
+    validation.integer("num_samples", num_samples, 1, validation.MAX_SAMPLES)
+    validation.number("temperature", temperature, 0.0, low_open=True)
+    validation.seed(seed)
+    grid_h, grid_w = model.grid_size
+    keep_rows = grid_h // 2 if keep_rows is None else validation.integer("keep_rows", keep_rows, 0, grid_h)
     height, width, channels = metadata["image_shape"]
     image = load_image_file(path, (height, width), channels)  # (H, W, C) floats in [0, 1]
-    grid_h, grid_w = model.grid_size
-    keep_rows = grid_h // 2 if keep_rows is None else keep_rows
     completions = model.complete(image[None], keep_rows, num_samples, temperature=temperature, seed=seed)[0]
     given = model.dequantize_images(model.quantize_images(image[None]))[0]  # (h, w, C)
     kept = np.full_like(given, 0.5)
@@ -615,6 +655,7 @@ def masked_lm_texts(args):
 
 def train_masked_lm(args):
     """`keras-tx train bert`: WordPiece vocabulary + BERT masked-LM pretraining (15%, 80/10/10)."""
+    claim = _check_out(args)
     from keras_tx.data.wordpiece import mlm_dataset, save_tokenizer, train_wordpiece_vocabulary
     from keras_tx.data.wordpiece import make_wordpiece_tokenizer
     from keras_tx.models import BERT, BERTMaskedLM
@@ -648,6 +689,7 @@ def train_masked_lm(args):
 
     validation = mlm_dataset(val_texts, tokenizer, args.sequence_length, args.batch_size, shuffle=False, seed=seed)
     validation = validation.take(args.eval_batches).cache()
+    _begin(args, claim)
     start = time.perf_counter()
     history = training.fit(
         model, batches, total_steps=args.steps, steps_per_epoch=args.eval_interval, out_dir=args.out,
@@ -678,7 +720,7 @@ def train_masked_lm(args):
             "metrics": metrics,
         },
     )
-    training.remove_backup(args.out)
+    artifacts.finish_run(args.out)
     print(f"masked-token accuracy {metrics['val_masked_accuracy']:.4f}, val loss {metrics['val_loss']:.4f}; "
           f"wrote {args.out}/")
     return metadata
@@ -755,6 +797,7 @@ def translation_pairs(args, split):
 
 def train_translation(args):
     """`keras-tx train transformer`: WordPiece vocabularies + the seq2seq Transformer, then test BLEU."""
+    claim = _check_out(args)
     from keras_tx.data.translation import (
         Translator, save_translation_tokenizers, train_translation_tokenizers, translation_dataset,
     )
@@ -800,7 +843,7 @@ def train_translation(args):
 
     validation = translation_dataset(val_pairs, source_tokenizer, target_tokenizer, args.max_length,
                                      args.max_length, args.batch_size, shuffle=False)
-    os.makedirs(args.out, exist_ok=True)
+    _begin(args, claim)
     save_translation_tokenizers(args.out, source_tokenizer, target_tokenizer)
     start = time.perf_counter()
     history = training.fit(
@@ -835,7 +878,7 @@ def train_translation(args):
             "metrics": metrics,
         },
     )
-    training.remove_backup(args.out)
+    artifacts.finish_run(args.out)
     bleu_text = f", test BLEU {metrics['test_bleu_greedy']:.2f} (greedy)" if "test_bleu_greedy" in metrics else ""
     print(f"val loss {metrics['val_loss']:.4f}{bleu_text}; wrote {args.out}/")
     return metadata

@@ -200,17 +200,19 @@ class HistoryJSON(keras.callbacks.Callback):
     An existing file is extended, not overwritten, so a resumed run keeps the history of the interrupted one.
     """
 
-    def __init__(self, path, steps_per_epoch):
+    def __init__(self, path, steps_per_epoch, total_steps=None):
         super().__init__()
         self.path = path
         self.steps_per_epoch = steps_per_epoch
+        self.total_steps = total_steps  # the last epoch may be shorter: it ends at total_steps
         self.records = []
         if os.path.exists(path):
             with open(path) as f:
                 self.records = json.load(f)
 
     def on_epoch_end(self, epoch, logs=None):
-        record = {"epoch": epoch + 1, "step": (epoch + 1) * self.steps_per_epoch}
+        step = (epoch + 1) * self.steps_per_epoch
+        record = {"epoch": epoch + 1, "step": step if self.total_steps is None else min(step, self.total_steps)}
         record.update({k: float(v) for k, v in (logs or {}).items()})
         self.records = [r for r in self.records if r["epoch"] < epoch + 1] + [record]
         _write_json(self.path, self.records)
@@ -251,7 +253,8 @@ def fit(
         make_train_dataset: `start_step -> tf.data.Dataset` of training batches from global step `start_step` on.
             Resuming asks for the stream from the step the backup was taken at, so a resumed run sees exactly
             the batches an uninterrupted one would have.
-        total_steps: optimizer steps in all; a multiple of `steps_per_epoch`.
+        total_steps: optimizer steps in all. When `steps_per_epoch` does not divide it, the last epoch is shorter,
+            so that the run still evaluates and backs up at its end.
         steps_per_epoch: steps between evaluations, backups and history records.
         out_dir: where backup/, history.json, best.weights.h5 and logs/ go.
         validation_data, validation_steps: as for `model.fit`.
@@ -261,11 +264,9 @@ def fit(
     Returns:
         The list of history records (history.json's content).
     """
-    if total_steps % steps_per_epoch:
-        raise ValueError(f"steps={total_steps} must be a multiple of the evaluation interval {steps_per_epoch}.")
     os.makedirs(out_dir, exist_ok=True)
     backup = AtomicBackup(os.path.join(out_dir, "backup"))
-    history = HistoryJSON(os.path.join(out_dir, "history.json"), steps_per_epoch)
+    history = HistoryJSON(os.path.join(out_dir, "history.json"), steps_per_epoch, total_steps)
     monitor = "val_loss" if validation_data is not None else "loss"
     callback_list = [backup, history, keras.callbacks.TerminateOnNaN(), BestWeights(os.path.join(out_dir, "best.weights.h5"), monitor)]
     if tensorboard:
@@ -274,21 +275,30 @@ def fit(
         with model.distribute_strategy.scope():  # under tf.distribute its slots must be distributed like the weights
             model.optimizer.build(model.trainable_variables)
     initial_epoch = backup.restore(model)
-    epochs = total_steps // steps_per_epoch
+    epochs = -(-total_steps // steps_per_epoch)
+    last_epoch_steps = total_steps - (epochs - 1) * steps_per_epoch
+    if initial_epoch > epochs:
+        raise ValueError(f"The backup in {out_dir} is of a longer run (epoch {initial_epoch} of {epochs}).")
     if initial_epoch:
-        print(f"Resuming from the backup at step {initial_epoch * steps_per_epoch} of {total_steps}.")
-    if initial_epoch < epochs:
+        print(f"Resuming from the backup at step {min(initial_epoch * steps_per_epoch, total_steps)} of {total_steps}.")
+    # Whole epochs in one `fit`; a shorter last epoch, if any, in a second one (Keras' epochs are all alike).
+    full_epochs = epochs if last_epoch_steps == steps_per_epoch else epochs - 1
+    parts = [(full_epochs, steps_per_epoch), (epochs, last_epoch_steps)] if full_epochs < epochs else [(epochs, steps_per_epoch)]
+    for end_epoch, steps in parts:
+        if initial_epoch >= end_epoch:
+            continue
         model.fit(
             make_train_dataset(initial_epoch * steps_per_epoch),
-            epochs=epochs,
+            epochs=end_epoch,
             initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
+            steps_per_epoch=steps,
             validation_data=validation_data,
             validation_steps=validation_steps,
             callbacks=callback_list,
             shuffle=False,  # the dataset is already in its (seeded, resumable) order
             verbose=verbose,
         )
+        initial_epoch = end_epoch
     return history.records
 
 

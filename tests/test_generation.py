@@ -88,13 +88,19 @@ def test_top_k_1_and_cold_random_and_one_beam_are_greedy(gpt, greedy):
     )
 
 
-def test_beam_search_with_every_token_as_a_beam_is_exhaustive(gpt):
-    """With num_beams = vocabulary size, two steps of beam search try every pair of tokens: brute force agrees."""
-    out = generate(gpt, PROMPTS, 2, sampler="beam", num_beams=VOCABULARY_SIZE)
+def test_beam_search_with_every_token_as_a_beam_is_exhaustive():
+    """With num_beams = vocabulary size, two steps of beam search try every pair of tokens: brute force agrees.
+    (A vocabulary of 16: beams are bounded by keras_tx.validation.MAX_NUM_BEAMS.)"""
+    size = 16
+    gpt = GPT(size, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, max_length=16)
+    prompts = PROMPTS % size
+    gpt(prompts)
+    gpt.set_weights([w * 5 if w.ndim > 1 else w for w in gpt.get_weights()])  # far from near-ties, as `gpt` above
+    out = generate(gpt, prompts, 2, sampler="beam", num_beams=size)
     assert out.shape == (2, 7)
-    for prompt, found in zip(PROMPTS, out):
+    for prompt, found in zip(prompts, out):
         first = keras.ops.convert_to_numpy(keras.ops.log_softmax(gpt(prompt[None])[:, -1]))[0]  # (V,)
-        extended = np.concatenate([np.repeat(prompt[None], VOCABULARY_SIZE, 0), np.arange(VOCABULARY_SIZE)[:, None]], 1)
+        extended = np.concatenate([np.repeat(prompt[None], size, 0), np.arange(size)[:, None]], 1)
         second = keras.ops.convert_to_numpy(keras.ops.log_softmax(gpt(extended.astype("int32"))[:, -1]))  # (V, V)
         best = np.unravel_index(np.argmax(first[:, None] + second), second.shape)
         assert found[-2:].tolist() == [int(i) for i in best]
@@ -161,7 +167,14 @@ def test_user_errors_are_value_errors(gpt):
     with pytest.raises(ValueError, match="equal-length"):
         generate(gpt, [[1, 2, 3], [4, 5]], 2)
     with pytest.raises(ValueError, match="temperature"):
-        generate(gpt, PROMPTS, 2, sampler="random", temperature=0)
+        generate(gpt, PROMPTS, 2, sampler="random", temperature=-1.0)
+    with pytest.raises(ValueError, match="num_beams"):
+        generate(gpt, PROMPTS, 2, sampler="beam", num_beams=17)  # keras_tx.validation.MAX_NUM_BEAMS
+    with pytest.raises(ValueError, match="Token ids"):
+        generate(gpt, PROMPTS + VOCABULARY_SIZE, 2)
+    # Temperature 0 decodes greedily with any sampler, as the exported `generate` does.
+    np.testing.assert_array_equal(generate(gpt, PROMPTS, 3, sampler="top_k", temperature=0.0, seed=1),
+                                  generate(gpt, PROMPTS, 3))
     with pytest.raises(ValueError, match="streamed"):
         next(generate_stream(gpt, PROMPTS, 2, sampler="beam"))
 

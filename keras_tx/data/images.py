@@ -18,11 +18,14 @@ Pixels reach the models as float32 in [0, 1], from both paths.
 
 import collections
 import gzip
+import io
 import os
 import struct
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from keras_tx import validation
 
 ImageData = collections.namedtuple("ImageData", "x_train y_train x_test y_test class_names")
 ImageData.__doc__ = """uint8 images (N, H, W, C) and int32 labels (N,) of train and test (None where absent); names."""
@@ -33,7 +36,7 @@ FASHION_MNIST_CLASSES = [
 DIGIT_CLASSES = [str(i) for i in range(10)]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # what every surface, the exports too, can decode
 # IDX header type codes -> numpy dtypes (big-endian, as the format stores them).
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -333,12 +336,32 @@ def image_dataset(x, y=None, batch_size=64, augment=False, shuffle=False, seed=N
     return dataset.map(apply, num_parallel_calls=parallel).prefetch(tf.data.AUTOTUNE)
 
 
+def read_image_bytes(path):
+    """The bytes of one image file, checked as every surface checks an image before decoding it
+    (`keras_tx.validation.image_bytes`: file size, PNG/JPEG/GIF/BMP, pixels from the header); else ValueError."""
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such file.")
+    if not os.path.isfile(path):
+        raise ValueError(f"{path} is not a file.")
+    if os.path.getsize(path) > validation.MAX_IMAGE_BYTES:
+        raise ValueError(validation.IMAGE_FILE_TOO_LARGE.replace("The image file", str(path), 1))
+    with open(path, "rb") as file:
+        data = file.read(validation.MAX_IMAGE_BYTES + 1)
+    try:
+        validation.image_bytes(data)
+    except ValueError as error:
+        raise ValueError(str(error).replace("The data", str(path), 1).replace("The image", str(path), 1)) from None
+    return data
+
+
 def load_image_file(path, image_size, channels=3, background=0):
     """One image file of any format, mode and size, as the models take it: float32 (size, size, channels) in [0, 1].
 
     Transparency is flattened onto `background`, palette / 16-bit / CMYK modes are converted, EXIF rotation is
     applied, and the image is padded to a square (keeping its aspect ratio) and resized with PIL. Large JPEGs are
-    decoded at reduced scale. A file PIL cannot read raises a `ValueError` naming it.
+    decoded at reduced scale. The file is checked first as every surface checks an image (`read_image_bytes`:
+    at most 20 MiB, PNG, JPEG, GIF or BMP, at most 25 megapixels); a file that fails or that PIL cannot read raises
+    a `ValueError` naming it.
 
     Args:
         path: a PNG, JPEG, ... file.
@@ -353,17 +376,15 @@ def load_image_file(path, image_size, channels=3, background=0):
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}.")
     height, width = (image_size, image_size) if np.ndim(image_size) == 0 else tuple(image_size)
+    data = read_image_bytes(path)
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             image.draft("RGB" if channels == 3 else "L", (width, height))  # JPEG: decode at a reduced scale
             image = ImageOps.exif_transpose(image)
             image.load()
             image = _to_rgb(image, background)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise ValueError(f"{path}: no such file.") from None
-        reason = "too large to decode safely" if isinstance(error, Image.DecompressionBombError) else "not an image"
-        raise ValueError(f"{path} is {reason} (PIL could not read it as PNG, JPEG, ...).") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+        raise ValueError(validation.NOT_AN_IMAGE.replace("The data", str(path), 1)) from None
     image.thumbnail((4 * width, 4 * height), Image.BILINEAR)  # shrink huge images cheaply before the real resize
     image = ImageOps.pad(image, (width, height), Image.BILINEAR, color=(background,) * 3)
     if channels == 1:

@@ -69,8 +69,12 @@ def load_text(dataset=None, text_file=None, data_dir=None, download=False, split
 
 
 def _read(path):
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise ValueError(f"Text file {path!r} does not exist.")
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a directory; --text-file takes a UTF-8 text file (--data-dir a folder).")
+    if not os.path.isfile(path):  # a device such as /dev/zero, a pipe, a socket: it could be read forever
+        raise ValueError(f"{path!r} is not a regular file; give a UTF-8 text file.")
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()

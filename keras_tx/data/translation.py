@@ -41,6 +41,7 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from keras_tx import validation
 from keras_tx.bleu import corpus_bleu
 from keras_tx.data.wordpiece import train_wordpiece_vocabulary
 
@@ -481,9 +482,9 @@ class Translator:
         """Translate one text (returns a string) or a list of texts (returns a list of strings).
 
         Args:
-            texts: a string or a list of strings in the source language.
+            texts: a string or a list of at most 64 strings in the source language.
             sampler: "greedy" or "beam" (see `Seq2SeqTransformer.translate_ids`).
-            num_beams: beams of beam search.
+            num_beams: beams of beam search (1 to 16).
             max_length: the most target tokens; default the model's max_target_length.
             length_penalty: of beam search.
             batch_size: texts translated at once. Every batch is padded to this size (and every source to
@@ -494,13 +495,27 @@ class Translator:
             The translation(s). Lowercase if the target tokenizer lowercases.
         """
         single = isinstance(texts, str)
-        texts = [texts] if single else list(texts)
+        # The checks every surface makes (keras_tx.validation): at most 64 texts, each UTF-8, not empty, not too
+        # long, with at least one word the model knows. An empty list gets an empty answer.
+        texts = validation.batch([texts] if single else texts, "texts")
+        texts = [validation.text(text) for text in texts]
+        validation.integer("num_beams", num_beams, 1, validation.MAX_NUM_BEAMS)
         if not texts:
-            raise ValueError("Expected a text or a list of texts, got an empty list.")
+            return []
         source_ids = self.encode_sources(texts, truncate=truncate)
-        size = min(batch_size, len(texts))
+        unknown = self.source_tokenizer.token_to_id(UNK)
+        for text, row in zip(texts, source_ids):
+            if np.all((row == unknown) | (row == 0)):
+                raise ValueError(f"{validation.NO_KNOWN_WORD}: {text[:60]!r}.")
+        outputs = self._translate_ids(source_ids, sampler, num_beams, max_length, length_penalty, batch_size)
+        return outputs[0] if single else outputs
+
+    def _translate_ids(self, source_ids, sampler="greedy", num_beams=4, max_length=None, length_penalty=1.0,
+                       batch_size=64):
+        """Texts of the translations of encoded sources, `batch_size` at a time (no bound: evaluation uses it)."""
+        size = min(batch_size, len(source_ids))
         outputs = []
-        for begin in range(0, len(texts), size):
+        for begin in range(0, len(source_ids), size):
             batch = source_ids[begin : begin + size]
             count = len(batch)
             if count < size:  # the last batch: pad with copies of its first row, keep the compiled shape
@@ -509,7 +524,7 @@ class Translator:
                 batch, max_length, sampler, num_beams, self.start_id, self.end_id, length_penalty
             )
             outputs += self.decode_targets(ids[:count])
-        return outputs[0] if single else outputs
+        return outputs
 
     def evaluate_bleu(self, pairs, sampler="greedy", num_beams=4, batch_size=64, lowercase=None):
         """Corpus BLEU (percent) of the translations of the sources of `pairs` against their targets.
@@ -518,7 +533,8 @@ class Translator:
         lowercases (a lowercasing model is scored case-insensitively).
         """
         sources, references = _split_pairs(pairs)
-        hypotheses = self.translate(sources, sampler, num_beams, batch_size=batch_size, truncate=True)
+        hypotheses = self._translate_ids(self.encode_sources(sources, truncate=True), sampler, num_beams,
+                                         batch_size=batch_size)
         if lowercase is None:
             lowercase = bool(self.target_tokenizer.lowercase)
         return corpus_bleu(hypotheses, references, lowercase=lowercase)

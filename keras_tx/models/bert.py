@@ -21,6 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_tx import validation
 from keras_tx.layers.common import clone_initializer as _clone
 from keras_tx.layers.common import gelu_approximate
 from keras_tx.layers.common import register as _register
@@ -339,8 +340,8 @@ class BERTMaskedLM(_Task):
         Each [MASK] is predicted from the whole text (the other [MASK]s stay masked), as in pretraining.
 
         Args:
-            text: a string with one or more "[MASK]".
-            top_k: how many candidates per mask.
+            text: a string with one or more "[MASK]" (any case), at most 10,000 characters.
+            top_k: how many candidates per mask (at least 1; more than the vocabulary gives all of it).
 
         Returns:
             One list per [MASK], in order, of `top_k` (token, probability) pairs, most likely first.
@@ -351,18 +352,16 @@ class BERTMaskedLM(_Task):
         """
         if self.tokenizer is None:
             raise ValueError("fill_mask needs a tokenizer: pass `tokenizer=` or set `model.tokenizer`.")
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"fill_mask needs a non-empty string with [MASK] in it, got {text!r}.")
-        vocabulary_size = self.backbone.vocabulary_size
-        if not isinstance(top_k, int) or not 1 <= top_k <= vocabulary_size:
-            raise ValueError(f"top_k must be an integer in [1, {vocabulary_size}], got {top_k!r}.")
+        # The checks every surface makes (keras_tx.validation): UTF-8, not empty, not too long; "[mask]" in any case.
+        text = validation.normalize_masks(validation.text(text))
+        top_k = min(validation.integer("top_k", top_k, 1), self.backbone.vocabulary_size)
         # Split on the literal "[MASK]" ourselves, so that no tokenizer setting (lowercasing, punctuation
         # splitting) can break it apart.
         pieces = text.split("[MASK]")
         if len(pieces) == 1:
-            raise ValueError(f"The text has no [MASK] to fill: {text!r}.")
+            raise ValueError(validation.NO_MASK)
         if len(pieces) - 1 > self.max_predictions:
-            raise ValueError(f"The text has {len(pieces) - 1} [MASK]s; at most {self.max_predictions} are allowed.")
+            raise ValueError(validation.too_many_masks(self.max_predictions))
         token = self.tokenizer.token_to_id
         ids, positions = [token("[CLS]")], []
         for i, piece in enumerate(pieces):

@@ -76,7 +76,7 @@ def _save_image_gpt(out):
     model = ImageGPT(palette, image_size=4, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32)
     model(np.zeros((1, 16), "int32"))
     artifacts.save_model(out, model, {"kind": "image_gpt", "architecture": "igpt", "config": model.get_config(),
-                                      "dataset": "digits", "metrics": {"val_loss": 1.3}})
+                                      "dataset": "digits", "image_shape": [16, 16, 1], "metrics": {"val_loss": 1.3}})
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 import demo_lib
 from tests.apps.conftest import APPS
+from tests.bad_inputs import BY_SURFACE, IMAGES, ids
 
 APP = os.path.join(APPS, "demo.py")
 TIMEOUT = 180  # seconds per script run: the first one imports TensorFlow and compiles on a shared 2-core machine
@@ -213,7 +214,7 @@ def test_masked_prediction_shows_candidates_and_attention(app):
         ("", "empty"),
         ("   ", "empty"),
         ("the cat sat on the mat .", "no [MASK]"),
-        ("[MASK] [MASK] [MASK] [MASK]", "at most 3"),
+        ("[MASK] [MASK] [MASK] [MASK]", "At most 3"),
         ("the cat " * 20 + "[MASK]", "max_length=32"),
     ],
 )
@@ -389,3 +390,29 @@ def test_bad_source_text_gets_a_message(translation, text, expected):
 
 def test_a_long_source_can_be_cut_to_fit(translation):
     assert_clean(translate(translation, "ein mann " * 5, truncate=True))
+
+
+# --------------------------------------------------------------------------- the bad-input battery, on the page
+
+
+@pytest.mark.parametrize("case", BY_SURFACE["demo"], ids=ids(BY_SURFACE["demo"]))
+def test_bad_input_battery(app, demo_models, case):
+    """tests/bad_inputs.py: a message with the sentence the CLI and the API give, or, where they accept the input,
+    the page's answer."""
+    kind, value = case.demo
+    if kind == "generate":
+        at = generate(app(), value, max_new_tokens=5)
+    elif kind == "mask":
+        at = app("Masked prediction")
+        at.text_input(key="masked_text").set_value(value).run()
+    elif kind == "upload":
+        at = upload(app("Image classification"), f"{value}.png", IMAGES[value]())
+    else:
+        if not os.path.isdir(os.path.join(demo_models, "transformer_multi30k")):
+            pytest.skip("no translation model in the demo's test models")
+        at = translate(app("Translation"), value)
+    if case.expect is None:
+        assert_clean(at)
+        assert charts(at) or at.code
+    else:
+        assert case.expect in error_text(at)

@@ -213,10 +213,10 @@ def test_fill_mask_returns_sorted_top_k_per_mask(tokenizer):
     "text, kwargs, message",
     [
         ("the cat sat .", {}, "no \\[MASK\\]"),
-        ("", {}, "non-empty"),
-        ("   ", {}, "non-empty"),
+        ("", {}, "is empty"),
+        ("   ", {}, "is empty"),
         (" ".join(["cat"] * 40) + " [MASK]", {}, "max_length=32"),
-        ("[MASK] " * 3, {}, "at most 2"),
+        ("[MASK] " * 3, {}, "At most 2"),
         ("the [MASK] sat", {"top_k": 0}, "top_k"),
     ],
 )
