@@ -313,8 +313,3 @@ def _write_json(path, value):
 
 
 write_json = _write_json
-
-
-def remove_backup(out_dir):
-    """Delete out_dir/backup once a run has finished and its model is saved."""
-    shutil.rmtree(os.path.join(out_dir, "backup"), ignore_errors=True)
