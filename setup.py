@@ -27,7 +27,7 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     "test": ["pytest>=9,<10", "pytest-xdist==3.*", "scipy>=1.11", "jax[cpu]>=0.10.2,<0.13"],
-    "notebooks": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6", "matplotlib>=3.8"],
+    "notebooks": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6", "matplotlib>=3.8", "jupytext>=1.16"],
     "bench": ["psutil>=5.9"],
 }
 EXTRAS["dev"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
