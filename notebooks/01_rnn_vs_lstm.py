@@ -113,19 +113,11 @@ plt.show()
 # worse for the RNN at this budget, so 1e-2 does not handicap it.
 
 # %%
-from nb_setup import load_text
+from nb_setup import load_text, char_ids, windows
 
 
 text, text_source = load_text()
-vocabulary = sorted(set(text))
-char_to_id = {c: i for i, c in enumerate(vocabulary)}
-ids = np.array([char_to_id[c] for c in text], dtype="int32")
-split = int(0.9 * len(ids))
-train_ids, val_ids = ids[:split], ids[split:]  # validation: the last 10% of the characters, never trained on
-print(f"{len(vocabulary)} distinct characters; {len(train_ids):,} for training, {len(val_ids):,} for validation")
-
-
-from nb_setup import windows
+vocabulary, char_to_id, train_ids, val_ids = char_ids(text)
 
 # %%
 SEQ = 16 if SMOKE else 64

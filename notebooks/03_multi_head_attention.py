@@ -13,7 +13,7 @@
 #    spaces and punctuation, and in how far back they look.
 # 2. They are not interchangeable: removing one head at a time (zeroing its slice of the output
 #    projection) raises the validation loss by very different amounts.
-# 3. In the BERT masked LM `bert_mlm` (2 blocks x 2 heads, trained on SST-2 sentences) heads look both
+# 3. In the BERT masked LM `bert_mlm` (trained on SST-2 sentences) heads look both
 #    backward and forward, which no GPT head can (the causal mask), and differ from each other as well.
 
 # %%
@@ -40,19 +40,11 @@ print(f"gpt_shakespeare: {NUM_LAYERS} blocks x {NUM_HEADS} heads of width {gpt.h
       f"validation loss {gpt_metadata['metrics']['val_loss']:.3f} nats/char")
 
 # %%
-from nb_setup import load_text
+from nb_setup import load_text, char_ids, windows
 
 
 text, text_source = load_text()
-vocabulary = sorted(set(text))
-char_to_id = {c: i for i, c in enumerate(vocabulary)}
-ids = np.array([char_to_id[c] for c in text], dtype="int32")
-split = int(0.9 * len(ids))
-train_ids, val_ids = ids[:split], ids[split:]  # validation: the last 10% of the characters, never trained on
-print(f"{len(vocabulary)} distinct characters; {len(train_ids):,} for training, {len(val_ids):,} for validation")
-
-
-from nb_setup import windows
+vocabulary, char_to_id, train_ids, val_ids = char_ids(text)
 
 # %%
 known = set(char_tokenizer.vocabulary)
@@ -271,9 +263,9 @@ plt.show()
 # %% [markdown]
 # ## BERT: heads that look both ways
 #
-# `bert_mlm` is a 2-block, 2-head BERT trained as a masked language model on SST-2 sentences (loaded with
-# `keras_tx.recipes.load_masked_lm`). `BERT.attention_scores` returns every block's weights. Its encoder
-# blocks have no causal mask, so a word can attend to the words after it.
+# `bert_mlm` is a small BERT (its size is printed below) trained as a masked language model on SST-2 sentences
+# (loaded with `keras_tx.recipes.load_masked_lm`). `BERT.attention_scores` returns every block's weights. Its
+# encoder blocks have no causal mask, so a word can attend to the words after it.
 
 # %%
 from nb_setup import load_sentences
@@ -327,12 +319,13 @@ print(f"for comparison, the largest weight any GPT head puts on later characters
 example = min(range(len(sentences)), key=lambda i: abs(int(real[i].sum()) - 16))  # a sentence of ~16 tokens
 length = int(real[example].sum())
 labels = [wordpiece.id_to_token(int(i)) for i in token_ids[example, :length]]
-fig, axes = plt.subplots(1, len(bert_heads), figsize=(5.2 * len(bert_heads), 5.2))
-for ax, (index, name) in zip(np.atleast_1d(axes), enumerate(bert_heads)):
+fig, axes = plt.subplots(bert.num_layers, bert.num_heads, figsize=(3.6 * bert.num_heads, 3.6 * bert.num_layers),
+                         squeeze=False)
+for ax, (index, name) in zip(axes.flat, enumerate(bert_heads)):
     layer, head = divmod(index, bert.num_heads)
     ax.imshow(bert_weights[layer][example, head, :length, :length], cmap="viridis", norm=PowerNorm(0.5, 0, 1))
-    ax.set_xticks(range(length), labels, rotation=90, fontsize=8)
-    ax.set_yticks(range(length), labels, fontsize=8)
+    ax.set_xticks(range(length), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(length), labels, fontsize=7)
     ax.set(title=f"bert_mlm {name}", xlabel="key")
     ax.grid(False)
 plt.tight_layout()

@@ -42,7 +42,7 @@ print(f"keras {keras.__version__} on {keras.backend.backend()}, {'SMOKE size' if
 
 def load_text():
     """tiny_shakespeare from $KERAS_TX_DATA or ../shared/datasets (relative to the repository root); else the
-    text of Python's own documentation (pydoc_data.topics), which ships with every Python."""
+    text of Python's own documentation (keras_tx.data.text.embedded_text: pydoc_data.topics, in every Python)."""
     candidates = []
     if os.environ.get("KERAS_TX_DATA"):
         data = Path(os.environ["KERAS_TX_DATA"])
@@ -53,12 +53,24 @@ def load_text():
             text = path.read_text(encoding="utf-8")
             print(f"data: tiny_shakespeare ({path.name} in {path.parent.name}/), {len(text):,} characters")
             return text, "tiny_shakespeare"
-    from pydoc_data.topics import topics
+    from keras_tx.data.text import embedded_text
 
-    text = "\n\n".join(topics[name] for name in sorted(topics))
+    text = embedded_text()
     print(f"tiny_shakespeare NOT FOUND (looked at {[str(p) for p in candidates]}); using Python's "
           f"pydoc_data.topics text instead, {len(text):,} characters. The numbers below are for that text.")
     return text, "pydoc_data.topics"
+
+
+def char_ids(text):
+    """`text` as character ids, one per character in sorted order (keras_tx.data.CharTokenizer): (vocabulary,
+    char_to_id, train_ids, val_ids); the validation ids are the last 10% of the characters, never trained on."""
+    from keras_tx.data import CharTokenizer
+
+    tokenizer = CharTokenizer.from_text(text)
+    vocabulary, ids = tokenizer.vocabulary, tokenizer.encode(text)
+    split = int(0.9 * len(ids))
+    print(f"{len(vocabulary)} distinct characters; {split:,} for training, {len(ids) - split:,} for validation")
+    return vocabulary, {c: i for i, c in enumerate(vocabulary)}, ids[:split], ids[split:]
 
 
 def windows(token_ids, length, count=None, rng=None):
@@ -117,3 +129,8 @@ def load_images():
           f"to 28x28 ({len(data.x_train):,} training / {len(data.x_test):,} test images). "
           "The numbers below are for those.")
     return data, "digits (scikit-learn)"
+
+
+# What the set-up defines for the notebooks (after the functions: build_notebooks.py writes nothing of this part).
+__all__ = ["NOTEBOOK_START", "REPO", "SMOKE", "keras", "np", "ops", "plt", "tf", "time"]
+__all__ += ["char_ids", "load_images", "load_sentences", "load_text", "windows"]
