@@ -95,7 +95,7 @@ def build(name):
         previous = next(old_code, None)
         unchanged = unchanged and previous is not None and previous.source == cell.source
         if unchanged:
-            cell.outputs, cell.execution_count, cell.metadata = previous.outputs, previous.execution_count, previous.metadata
+            cell.update(outputs=previous.outputs, execution_count=previous.execution_count, metadata=previous.metadata)
     return nb
 
 
@@ -114,7 +114,9 @@ def execute(nb, timeout=1200):
 
     with tempfile.TemporaryDirectory() as prefix:
         _install_kernel(prefix)
-        NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, resources={"metadata": {"path": str(HERE)}}).execute()
+        client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME,
+                                resources={"metadata": {"path": str(HERE)}})
+        client.execute()
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     return nb
 
