@@ -75,7 +75,8 @@ def _add_training_arguments(parser):
     data.add_argument("--data-dir", help="a directory with input.txt, or the tfds data directory with --dataset")
     data.add_argument("--download", action="store_true", help="let tfds download the dataset (needs the network)")
     run = parser.add_argument_group("run")
-    run.add_argument("--out", required=True, help="the model directory to write (new, empty, or this command's unfinished run, which resumes)")
+    run.add_argument("--out", required=True,
+                     help="the model directory to write (new, empty, or this command's unfinished run, which resumes)")
     run.add_argument("--force", action="store_true", help="replace a finished model or another run in --out")
     run.add_argument("--steps", type=POSITIVE, default=2000, help="optimizer steps (default 2000)")
     run.add_argument("--batch-size", type=POSITIVE, default=12, help="global batch size (default 12)")
@@ -96,7 +97,8 @@ def _add_training_arguments(parser):
     optim.add_argument("--dropout", type=_float(0, 0.95), default=0.0)
     scale = parser.add_argument_group("scale")
     scale.add_argument("--strategy", default="auto", choices=("auto", "default", "mirrored", "multi-worker", "tpu"))
-    scale.add_argument("--cpu-replicas", type=POSITIVE, help="with --strategy mirrored and no GPU: logical CPU replicas")
+    scale.add_argument("--cpu-replicas", type=POSITIVE,
+                       help="with --strategy mirrored and no GPU: logical CPU replicas")
     scale.add_argument("--tpu", help="TPU name or address for --strategy tpu")
     scale.add_argument("--mixed-precision", choices=("float32", "float16", "bfloat16", "auto"), default=None)
     scale.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
@@ -123,7 +125,8 @@ def _parser():
         rnn.add_argument("--num-layers", type=POSITIVE, default=1)
         rnn.add_argument("--embedding-dim", type=POSITIVE, default=128)
         rnn.add_argument("--units", type=POSITIVE, default=512)
-        rnn.add_argument("--context", type=_int(2), default=64, help="tokens per training window (backpropagation span)")
+        rnn.add_argument("--context", type=_int(2), default=64,
+                         help="tokens per training window (backpropagation span)")
         _add_training_arguments(rnn)
 
     vit = models.add_parser("vit", help="a Vision Transformer image classifier (default data: digits)")
@@ -174,7 +177,8 @@ def _parser():
     )
     transformer.add_argument("--source", default="de", help="source language: file suffix or tfds feature")
     transformer.add_argument("--target", default="en", help="target language")
-    transformer.add_argument("--num-layers", type=POSITIVE, default=3, help="encoder blocks, and as many decoder blocks")
+    transformer.add_argument("--num-layers", type=POSITIVE, default=3,
+                             help="encoder blocks, and as many decoder blocks")
     transformer.add_argument("--num-heads", type=POSITIVE, default=8)
     transformer.add_argument("--hidden-dim", type=POSITIVE, default=256)
     transformer.add_argument("--intermediate-dim", type=POSITIVE, help="default 2 * hidden-dim")
@@ -221,7 +225,8 @@ def _parser():
     complete.add_argument("image", help="a PNG, JPEG, ... file of any size and mode")
     complete.add_argument("--out", required=True, help="the PNG to write: given image, kept rows, completions")
     complete.add_argument("--keep-rows", type=_int(0), help="rows of the token grid kept (default: the top half)")
-    complete.add_argument("--num-samples", type=_int(1, validation.MAX_SAMPLES), default=4, help="completions (default 4)")
+    complete.add_argument("--num-samples", type=_int(1, validation.MAX_SAMPLES), default=4,
+                          help="completions (default 4)")
     complete.add_argument("--temperature", type=_float(0, low_open=True), default=1.0)
     complete.add_argument("--seed", type=SEED)
     complete.add_argument("--force", action="store_true", help="overwrite --out if it exists")

@@ -61,46 +61,10 @@ import shutil
 
 import tensorflow as tf
 
+from keras_tx import graph_checks as guard
 from keras_tx import validation
 
 KINDS = ("language_model", "masked_lm", "image_classifier", "translation")
-
-# ------------------------------------------------------------------------------------------------ checks
-
-
-def _require(condition, message):
-    """An op that fails with InvalidArgument carrying `message` (a `keras_tx.validation` sentence) unless
-    `condition`: the graph makes the decision the CLI, the Python API and the demo make, in the same words."""
-    return tf.debugging.Assert(condition, [tf.constant(message)])
-
-
-def _checked(value, *checks):
-    """`value`, computed only once every check has passed."""
-    with tf.control_dependencies(list(checks)):
-        return tf.identity(value)
-
-
-def _text_checks(texts, what="The text", blank_ok=False):
-    """`validation.text` on a batch of strings: valid UTF-8, at most MAX_TEXT_CHARACTERS, not empty."""
-    repaired = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace")
-    characters = tf.strings.length(repaired, unit="UTF8_CHAR")
-    content = texts if blank_ok else tf.strings.strip(tf.strings.regex_replace(repaired, r"\s", " "))
-    empty = f"{what} is empty: give at least one {'character' if blank_ok else 'word'}."
-    return [
-        _require(tf.reduce_all(tf.equal(repaired, texts)), validation.NOT_UTF8),
-        _require(tf.reduce_all(characters <= validation.MAX_TEXT_CHARACTERS), validation.TEXT_TOO_LONG),
-        _require(tf.reduce_all(tf.strings.length(content) > 0), empty),
-    ]
-
-
-def _batch_check(values):
-    return _require(tf.shape(values)[0] <= validation.MAX_BATCH, validation.BATCH_TOO_LARGE)
-
-
-def _token_id_check(token_ids, vocabulary_size):
-    inside = (token_ids >= 0) & (token_ids < vocabulary_size)
-    return _require(tf.reduce_all(inside), f"{validation.TOKEN_IDS_OUT_OF_RANGE}: the vocabulary has "
-                                           f"{vocabulary_size} tokens.")
 
 # ------------------------------------------------------------------------------------------------ text ops
 
@@ -397,20 +361,20 @@ def _language_model_endpoints(model_dir):
     vocabulary = CharVocabulary(tokenizer.vocabulary)
 
     def serving_default(token_ids):
-        token_ids = _checked(token_ids, _token_id_check(token_ids, len(tokenizer.vocabulary)))
+        token_ids = guard.checked(token_ids, guard.token_id_check(token_ids, len(tokenizer.vocabulary)))
         return {"logits": tf.cast(model(token_ids, training=False), tf.float32)}
 
     def generate(prompt, max_new_tokens, temperature, seed):
         # The decisions of recipes.prepare_prompt and generation._check (keras_tx.validation), in graph ops.
-        checks = _text_checks(prompt[None], "The prompt", blank_ok=True) + [
-            _require((max_new_tokens >= 1) & (max_new_tokens <= validation.MAX_NEW_TOKENS),
+        checks = guard.text_checks(prompt[None], "The prompt", blank_ok=True) + [
+            guard.require((max_new_tokens >= 1) & (max_new_tokens <= validation.MAX_NEW_TOKENS),
                      f"max_new_tokens {validation.integer_range(1, validation.MAX_NEW_TOKENS)}."),
-            _require(tf.math.is_finite(temperature) & (temperature >= 0), validation.TEMPERATURE + "."),
-            _require(seed >= 0, f"seed {validation.integer_range(0, 2**63 - 1)}."),
+            guard.require(tf.math.is_finite(temperature) & (temperature >= 0), validation.TEMPERATURE + "."),
+            guard.require(seed >= 0, f"seed {validation.integer_range(0, 2**63 - 1)}."),
         ]
         with tf.control_dependencies(checks):
             ids, unknown = vocabulary.encode(prompt)
-        ids = _checked(ids, _require(tf.equal(unknown, 0), validation.UNKNOWN_CHARACTERS + "."))
+        ids = guard.checked(ids, guard.require(tf.equal(unknown, 0), validation.UNKNOWN_CHARACTERS + "."))
         tokens = _generate_ids(model, ids, max_new_tokens, temperature, seed)
         completion = vocabulary.decode(tokens[tf.size(ids):])
         return {"text": tf.strings.join([prompt, completion]), "completion": completion, "token_ids": tokens}
@@ -445,7 +409,7 @@ def _masked_lm_endpoints(model_dir):
     vocabulary_size = model.backbone.vocabulary_size
 
     def serving_default(token_ids, segment_ids, padding_mask, mask_positions):
-        token_ids = _checked(token_ids, _token_id_check(token_ids, vocabulary_size))
+        token_ids = guard.checked(token_ids, guard.token_id_check(token_ids, vocabulary_size))
         inputs = dict(token_ids=token_ids, segment_ids=segment_ids, padding_mask=padding_mask,
                       mask_positions=mask_positions)
         return {"logits": tf.cast(model(inputs, training=False), tf.float32)}
@@ -453,12 +417,13 @@ def _masked_lm_endpoints(model_dir):
     def fill_mask(text, top_k):
         # BERTMaskedLM.fill_mask's decisions (keras_tx.validation): "[mask]" in any case, at least one, at most
         # max_predictions, top_k >= 1 (more than the vocabulary: all of it).
-        checks = _text_checks(text[None]) + [_require(top_k >= 1, f"top_k {validation.integer_range(1)}.")]
+        checks = guard.text_checks(text[None]) + [guard.require(top_k >= 1, f"top_k {validation.integer_range(1)}.")]
         with tf.control_dependencies(checks):
             text = tf.strings.regex_replace(text, r"(?i)\[mask\]", MASK)
         masks = tf.size(tf.strings.split(text, sep=MASK)) - 1
-        text = _checked(text, _require(masks > 0, validation.NO_MASK),
-                        _require(masks <= model.max_predictions, validation.too_many_masks(model.max_predictions)))
+        too_many = validation.too_many_masks(model.max_predictions)
+        text = guard.checked(text, guard.require(masks > 0, validation.NO_MASK),
+                             guard.require(masks <= model.max_predictions, too_many))
         pieces = wordpiece.tokenize(text[None])[0]
         ids = tf.concat([[cls_id], pieces, [sep_id]], 0)
         length = tf.size(ids)
@@ -544,47 +509,10 @@ def _contain_and_pad(rgb, height, width):
     return tf.image.pad_to_bounding_box(resized, top, left, height, width)
 
 
-def _image_header_checks(data):
-    """`validation.image_bytes` in graph ops: the file's size, its format and its pixels (width x height, times an
-    upper bound of the frames of a GIF) read from the header, checked before anything is decoded."""
-    padded = tf.strings.join([data, "\0" * 32])  # every field read below exists, whatever the length
-
-    def number(offset, size, big_endian=False, signed=False):
-        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, offset, size), tf.uint8), tf.float64)
-        weights = 256.0 ** tf.range(size, dtype=tf.float64)
-        value = tf.reduce_sum(raw * (weights[::-1] if big_endian else weights))
-        if signed:  # two's complement
-            value = tf.where(value >= 2.0 ** (8 * size - 1), value - 2.0 ** (8 * size), value)
-        return value
-
-    def starts(prefix):
-        return tf.equal(tf.strings.substr(padded, 0, len(prefix)), prefix)
-
-    is_png, is_gif, is_bmp, is_jpeg = starts(b"\x89PNG\r\n\x1a\n"), starts(b"GIF87a") | starts(b"GIF89a"), \
-        starts(b"BM"), starts(b"\xff\xd8")
-    core_bmp = number(14, 4) == 12  # OS/2 BITMAPCOREHEADER: 16-bit sizes
-    gif_frames = tf.cast(tf.size(tf.strings.split(data, sep="\x00,")), tf.float64)  # b"\x00," count + 1
-    jpeg_shape = tf.cond(is_jpeg, lambda: tf.cast(tf.io.extract_jpeg_shape(data), tf.float64),
-                         lambda: tf.ones([3], tf.float64))
-    width = tf.case([(is_png, lambda: number(16, 4, True)), (is_gif, lambda: number(6, 2)),
-                     (is_bmp, lambda: tf.abs(tf.where(core_bmp, number(18, 2, signed=True), number(18, 4, signed=True))))],
-                    default=lambda: jpeg_shape[1])
-    height = tf.case([(is_png, lambda: number(20, 4, True)), (is_gif, lambda: number(8, 2)),
-                      (is_bmp, lambda: tf.abs(tf.where(core_bmp, number(20, 2, signed=True), number(22, 4, signed=True))))],
-                     default=lambda: jpeg_shape[0])
-    frames = tf.where(is_gif, gif_frames, 1.0)
-    return [
-        _require(tf.strings.length(data) <= validation.MAX_IMAGE_BYTES, validation.IMAGE_FILE_TOO_LARGE),
-        _require(is_png | is_gif | is_bmp | is_jpeg, validation.NOT_AN_IMAGE),
-        _require(width * height * frames <= validation.MAX_IMAGE_PIXELS, validation.IMAGE_TOO_LARGE),
-        _require((width > 0) & (height > 0), validation.NOT_AN_IMAGE),
-    ]
-
-
 def _to_model_pixels(data, height, width, channels):
     """One encoded image -> float32 (height, width, channels) in [0, 1], as `load_image_file` makes it with PIL.
-    The header is checked first (`_image_header_checks`): a decompression bomb is refused, not decoded."""
-    data = _checked(data, *_image_header_checks(data))
+    The header is checked first (`graph_checks.image_header_checks`): a decompression bomb is refused, not decoded."""
+    data = guard.checked(data, *guard.image_header_checks(data))
     rgb = tf.cond(
         tf.io.is_jpeg(data), lambda: _decode_jpeg(data, height, width, channels), lambda: _decode_other(data)
     )
@@ -609,7 +537,7 @@ def _image_classifier_endpoints(model_dir):
         return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
 
     def classify(image_bytes):
-        image_bytes = _checked(image_bytes, _batch_check(image_bytes))
+        image_bytes = guard.checked(image_bytes, guard.batch_check(image_bytes))
         images = tf.map_fn(
             lambda data: _to_model_pixels(data, height, width, channels), image_bytes,
             fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32),
@@ -691,14 +619,14 @@ def _translation_endpoints(model_dir):
     def translate(text):
         # Translator.translate's decisions (keras_tx.validation): at most 64 texts, each UTF-8, not empty, not
         # longer than the model reads, with a word the model knows; an empty batch gets an empty answer.
-        with tf.control_dependencies(_text_checks(text) + [_batch_check(text)]):
+        with tf.control_dependencies(guard.text_checks(text) + [guard.batch_check(text)]):
             pieces = source.tokenize(text)
         lengths = pieces.row_lengths()
         known = tf.reduce_any(tf.not_equal(pieces, source.unknown_id), axis=1)
-        pieces = _checked(pieces.to_tensor(0, shape=[None, max_source_length]), _require(
+        pieces = guard.checked(pieces.to_tensor(0, shape=[None, max_source_length]), guard.require(
             tf.reduce_all(lengths <= max_source_length),
             f"The text has more pieces than the model's max_source_length={max_source_length}: shorten it."),
-            _require(tf.reduce_all(known), validation.NO_KNOWN_WORD + "."))
+            guard.require(tf.reduce_all(known), validation.NO_KNOWN_WORD + "."))
         tokens = _greedy_translation(model, pieces, start_id, end_id, steps)
         return {"translation": target_texts(target, tokens, end_id), "token_ids": tokens}
 

@@ -283,7 +283,7 @@ def fit(
         print(f"Resuming from the backup at step {min(initial_epoch * steps_per_epoch, total_steps)} of {total_steps}.")
     # Whole epochs in one `fit`; a shorter last epoch, if any, in a second one (Keras' epochs are all alike).
     full_epochs = epochs if last_epoch_steps == steps_per_epoch else epochs - 1
-    parts = [(full_epochs, steps_per_epoch), (epochs, last_epoch_steps)] if full_epochs < epochs else [(epochs, steps_per_epoch)]
+    parts = [(full_epochs, steps_per_epoch)] + ([(epochs, last_epoch_steps)] if full_epochs < epochs else [])
     for end_epoch, steps in parts:
         if initial_epoch >= end_epoch:
             continue

@@ -52,7 +52,8 @@ def models(tmp_path_factory):
     resnet = ResNet((16, 16, 1), num_classes=3, width=4, blocks_per_stage=(1,))
     resnet(np.zeros((1, 16, 16, 1), "float32"))
     artifacts.save_model(str(dirs["resnet"]), resnet, {"kind": "image_classifier", "architecture": "resnet",
-                                                       "image_shape": [16, 16, 1], "class_names": ["cat", "dog", "owl"]})
+                                                       "image_shape": [16, 16, 1],
+                                                       "class_names": ["cat", "dog", "owl"]})
     seq2seq = Seq2SeqTransformer(len(SOURCE_VOCABULARY), len(TARGET_VOCABULARY), num_layers=1, num_heads=2,
                                  hidden_dim=16, intermediate_dim=32, max_source_length=8, max_target_length=8)
     Translator(seq2seq, make_translation_tokenizer(SOURCE_VOCABULARY),
