@@ -34,8 +34,10 @@ bench: $(VENV)/.installed
 DATA ?= ../shared/datasets
 KT := $(VENV)/bin/keras-tx
 saved-models: $(VENV)/.installed
-	$(KT) train gpt --text-file $(DATA)/tiny_shakespeare/input.txt --steps 2000 --eval-interval 250 \
-		--jit-compile on --no-tensorboard --verbose 2 --out saved_models/gpt_shakespeare --force
+	$(KT) train gpt --text-file $(DATA)/tiny_shakespeare/input.txt --num-layers 4 --num-heads 4 --hidden-dim 256 \
+		--intermediate-dim 1024 --context 128 --batch-size 64 --steps 640 --eval-interval 80 --eval-batches 12 \
+		--dropout 0.0 --learning-rate 2e-3 --min-learning-rate 1e-4 --warmup-steps 80 --jit-compile on \
+		--no-tensorboard --verbose 2 --out saved_models/gpt_shakespeare --force
 	$(PY) benchmarks/sst2.py prepare --data-dir $(DATA)/sst2 --out .data/sst2
 	$(PY) benchmarks/sst2.py train --data .data/sst2 --out runs/sst2 --pretrain-epochs 45 --eval-every 5 \
 		--pretrain-budget 2400 --learning-rate 2e-4

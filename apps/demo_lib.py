@@ -32,8 +32,9 @@ MODELS_ENV = "KERAS_TX_MODELS"
 DATA = "../shared/datasets"
 TRAINING_COMMANDS = {
     "gpt_shakespeare": (
-        f"keras-tx train gpt --text-file {DATA}/tiny_shakespeare/input.txt --steps 2000 --eval-interval 250 "
-        "--jit-compile on --out {out}"
+        f"keras-tx train gpt --text-file {DATA}/tiny_shakespeare/input.txt --num-layers 4 --num-heads 4 "
+        "--hidden-dim 256 --intermediate-dim 1024 --context 128 --batch-size 64 --steps 640 --eval-interval 80 "
+        "--eval-batches 12 --learning-rate 2e-3 --warmup-steps 80 --jit-compile on --out {out}"
     ),
     "bert_mlm": (
         f"keras-tx train bert --data-dir {DATA}/sst2 --num-layers 2 --hidden-dim 128 --num-heads 2 "
