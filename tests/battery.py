@@ -231,7 +231,6 @@ def run_model_battery(
     mixed_precision_policies=MIXED_POLICIES,
     mixed_precision_atol=0.15,
     mixed_precision_output_dtype=None,
-    check_policy_round_trip=True,
     optimizer=None,
     fit_jit_compile=False,
 ):
@@ -250,7 +249,6 @@ def run_model_battery(
         mixed_precision_atol: how far half-precision outputs may be from float32 ones.
         mixed_precision_output_dtype: the outputs' dtype under mixed precision, if not the compute dtype (a
             head kept in float32).
-        check_policy_round_trip: also check that each mixed model keeps its policy through `from_config`.
         optimizer: of the fit step; Lion(1e-3) by default. Its first step moves every weight by the learning
             rate times the sign of its gradient, whatever the gradient's size (SGD leaves the tiny gradients of
             a freshly initialized attention within `np.allclose` of the old values): only a zero gradient
@@ -292,8 +290,7 @@ def run_model_battery(
     def build(policy):
         mp_model = model_factory(dtype=policy)
         mp_model.set_weights(weights)
-        if check_policy_round_trip:
-            assert_policy_round_trip(mp_model, policy)
+        assert_policy_round_trip(mp_model, policy)  # a mixed model comes back from its config still mixed
         return mp_model
 
     def call(mp_model, compute_dtype):

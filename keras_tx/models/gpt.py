@@ -24,7 +24,7 @@ from keras_tx import generation
 from keras_tx.layers import PositionEmbedding, TokenEmbedding, TransformerDecoderBlock
 from keras_tx.layers.common import gelu_approximate
 from keras_tx.layers.common import register as _register
-from keras_tx.models.common import ConstructorConfig
+from keras_tx.models.common import ConstructorConfig, construction_policy
 
 
 
@@ -99,6 +99,7 @@ class GPT(ConstructorConfig, keras.Model):
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
         logits = self.token_embedding(self.hidden_states(token_ids), reverse=True)
         super().__init__(inputs=token_ids, outputs=logits, dtype=dtype, **kwargs)
+        self._construction_policy = construction_policy(dtype)  # what get_config saves
 
         # === Config ===
         self.vocabulary_size = vocabulary_size
@@ -217,7 +218,7 @@ class GPT(ConstructorConfig, keras.Model):
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "dtype": keras.dtype_policies.serialize(self._construction_policy),
             "vocabulary_size": self.vocabulary_size,
             "num_layers": self.num_layers,
             "num_heads": self.num_heads,

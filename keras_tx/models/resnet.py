@@ -14,7 +14,7 @@ each stage halving the resolution and doubling the width, then global average po
 
 import keras
 
-from keras_tx.models.common import ConstructorConfig
+from keras_tx.models.common import ConstructorConfig, construction_policy
 
 # The residual branch's last BatchNorm starts at zero ("zero-init residual", Goyal et al., 2017), so that every
 # block starts as the identity and a deep stack trains like a shallow one at first.
@@ -78,6 +78,7 @@ class ResNet(ConstructorConfig, keras.Model):
             x = keras.layers.Dropout(dropout, dtype=dtype, name="head_dropout")(x)
             x = keras.layers.Dense(num_classes, dtype=dtype, name="head")(x)
         super().__init__(inputs=images, outputs=x, dtype=dtype, **kwargs)
+        self._construction_policy = construction_policy(dtype)  # what get_config saves
 
         self.image_shape = input_shape
         self.num_classes = num_classes
@@ -117,7 +118,7 @@ class ResNet(ConstructorConfig, keras.Model):
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "dtype": keras.dtype_policies.serialize(self._construction_policy),
             "input_shape": self.image_shape,
             "num_classes": self.num_classes,
             "width": self.width,

@@ -17,7 +17,7 @@ from keras import ops
 from keras_tx import generation
 from keras_tx.layers import LSTM, SimpleRNN
 from keras_tx.layers.common import register as _register
-from keras_tx.models.common import ConstructorConfig
+from keras_tx.models.common import ConstructorConfig, construction_policy
 
 _CELLS = {"lstm": (LSTM, 2), "rnn": (SimpleRNN, 1)}  # layer class, number of states (LSTM: h and c)
 
@@ -69,6 +69,7 @@ class RNNLanguageModel(ConstructorConfig, keras.Model):
             x = layer(x)[0]  # (B, T, U); the final states are only needed when generating
         logits = self.output_dense(self.output_dropout(x))  # (B, T, V)
         super().__init__(inputs=token_ids, outputs=logits, dtype=dtype, **kwargs)
+        self._construction_policy = construction_policy(dtype)  # what get_config saves
 
         # === Config ===
         self.vocabulary_size = vocabulary_size
@@ -113,7 +114,7 @@ class RNNLanguageModel(ConstructorConfig, keras.Model):
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "dtype": keras.dtype_policies.serialize(self._construction_policy),
             "vocabulary_size": self.vocabulary_size,
             "cell": self.cell,
             "embedding_dim": self.embedding_dim,

@@ -40,6 +40,7 @@ from keras import ops
 from keras_tx import generation
 from keras_tx.layers import SinusoidalPositionEncoding, TokenEmbedding, TransformerDecoderBlock, TransformerEncoderBlock
 from keras_tx.layers.common import register as _register
+from keras_tx.models.common import construction_policy
 
 # The ids keras_tx.data.translation's tokenizers give the reserved tokens: [PAD], [UNK], [START], [END].
 PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
@@ -136,6 +137,7 @@ class Seq2SeqTransformer(keras.Model):
         memory = self.encode(inputs["encoder_token_ids"])
         logits = self.decode(inputs["decoder_token_ids"], memory, source_mask)
         super().__init__(inputs=inputs, outputs=logits, dtype=dtype, **kwargs)
+        self._construction_policy = construction_policy(dtype)  # what get_config saves
 
         # === Config ===
         self.source_vocabulary_size = source_vocabulary_size
@@ -373,7 +375,7 @@ class Seq2SeqTransformer(keras.Model):
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "dtype": keras.dtype_policies.serialize(self._construction_policy),
             "source_vocabulary_size": self.source_vocabulary_size,
             "target_vocabulary_size": self.target_vocabulary_size,
             "num_layers": self.num_layers,

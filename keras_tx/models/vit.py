@@ -21,7 +21,7 @@ import numpy as np
 from keras import ops
 
 from keras_tx.layers import ClassToken, PatchEmbedding, PositionEmbedding, TransformerEncoderBlock
-from keras_tx.models.common import ConstructorConfig
+from keras_tx.models.common import ConstructorConfig, construction_policy
 
 
 def _pair(value):
@@ -119,6 +119,7 @@ class ViT(ConstructorConfig, keras.Model):
         if self.head is not None:
             outputs = self.head(outputs)
         super().__init__(inputs=images, outputs=outputs, dtype=dtype, **kwargs)
+        self._construction_policy = construction_policy(dtype)  # what get_config saves
 
         # === Config ===
         self.image_size = image_size
@@ -271,7 +272,7 @@ class ViT(ConstructorConfig, keras.Model):
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "dtype": keras.dtype_policies.serialize(self._construction_policy),
             "image_size": self.image_size,
             "patch_size": self.patch_size,
             "num_layers": self.num_layers,

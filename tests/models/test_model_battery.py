@@ -134,26 +134,6 @@ CASES = {
 
 XFAIL = {}  # id -> reason, for a model that genuinely fails the battery
 
-# Models whose get_config serializes `self.dtype_policy`, which a functional model leaves at the global policy
-# (keras.Model's functional __init__ drops its `dtype`), instead of the policy they were built with: a model built
-# mixed_bfloat16 comes back from from_config (and from a .keras file) computing in float32. BERT keeps the
-# policy it was given (its `_layer_dtype`), and the BERT tasks take theirs from it. The battery skips this one
-# check for them; test_dtype_policy_survives_config_round_trip fails on each of them, until it is fixed.
-LOSES_POLICY = {
-    case_id: "get_config stores the functional model's own policy (the global one), not the `dtype` it was built with"
-    for case_id in (
-        "GPT",
-        "GPTClassifier",
-        "ViT",
-        "ResNet",
-        "ImageGPT",
-        "RNNLanguageModel-lstm",
-        "RNNLanguageModel-rnn",
-        "Seq2SeqTransformer",
-    )
-}
-
-
 def _params(case_ids, xfail):
     return [
         pytest.param(
@@ -168,13 +148,13 @@ def _params(case_ids, xfail):
 @pytest.mark.parametrize("case_id", _params(CASES, XFAIL))
 def test_model_battery(case_id):
     model_factory, inputs, targets, loss, kwargs = CASES[case_id]
-    run_model_battery(
-        model_factory, inputs, targets, loss, check_policy_round_trip=case_id not in LOSES_POLICY, **kwargs
-    )
+    run_model_battery(model_factory, inputs, targets, loss, **kwargs)
 
 
-@pytest.mark.parametrize("case_id", _params(LOSES_POLICY, LOSES_POLICY))
+@pytest.mark.parametrize("case_id", list(CASES))
 def test_dtype_policy_survives_config_round_trip(case_id):
+    """A model built mixed_bfloat16 comes back from its config (and from a .keras file) computing in bfloat16: the
+    functional models keep the policy they were built with (keras_tx.models.common.construction_policy)."""
     assert_policy_round_trip(CASES[case_id][0](dtype="mixed_bfloat16"), "mixed_bfloat16")
 
 
