@@ -281,10 +281,7 @@ def _compile(model, fn):
 
 
 def _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p, num_beams, seed=None):
-    """Validated (prompt (B, P) int32 numpy, was_1d, num_beams, sampler): the bounds of `keras_tx.validation`.
-
-    A temperature of 0 decodes greedily with any sampler, as the exported `generate` does.
-    """
+    """Validated (prompt (B, P) int32, was_1d, num_beams, sampler) (`keras_tx.validation`); temperature 0 -> greedy."""
     try:
         prompt = np.asarray(token_ids)
     except ValueError:  # ragged nested lists
@@ -298,9 +295,8 @@ def _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p,
     if prompt.ndim != 2 or prompt.shape[1] == 0:
         raise ValueError(f"`token_ids` must be (length,) or (batch, length) with length >= 1, got {prompt.shape}.")
     validation.batch(prompt, "prompts")
-    vocabulary_size = getattr(model, "vocabulary_size", None)
-    if vocabulary_size is not None:
-        validation.token_ids(prompt, vocabulary_size)
+    if getattr(model, "vocabulary_size", None) is not None:  # an id outside it would be clamped by the lookup
+        validation.token_ids(prompt, model.vocabulary_size)
     validation.integer("`max_new_tokens`", max_new_tokens, 1, validation.MAX_NEW_TOKENS)
     if sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler {sampler!r}; expected one of {SAMPLERS}.")
@@ -323,8 +319,8 @@ def _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p,
         validation.integer("`top_k`", top_k, 1)
     if top_p is not None:
         validation.number("`top_p`", top_p, 0.0, 1.0, low_open=True)
-    num_beams = DEFAULT_NUM_BEAMS if num_beams is None else num_beams
-    validation.integer("`num_beams`", num_beams, 1, validation.MAX_NUM_BEAMS)
+    num_beams = validation.integer("`num_beams`", DEFAULT_NUM_BEAMS if num_beams is None else num_beams, 1,
+                                   validation.MAX_NUM_BEAMS)
     validation.seed(seed, "`seed`")
     return prompt.astype("int32"), was_1d, int(num_beams), sampler
 
