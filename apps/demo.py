@@ -26,7 +26,7 @@ with muted_stderr():  # TensorFlow's start-up lines (CUDA probes on a machine wi
     tf.config.list_logical_devices()
 
 import demo_lib as lib  # noqa: E402
-from keras_tx import artifacts, recipes  # noqa: E402
+from keras_tx import tasks  # noqa: E402
 log = logging.getLogger("keras_tx.demo")
 
 
@@ -35,16 +35,9 @@ log = logging.getLogger("keras_tx.demo")
 
 @st.cache_resource(show_spinner="Loading the model ...", max_entries=16)
 def load(kind, path, version):
-    """A model directory, loaded once per server (`version` is the file's mtime: a new file is reloaded)."""
-    if kind == "language_model":
-        return recipes.load_language_model(path)
-    if kind == "masked_lm":
-        return recipes.load_masked_lm(path)
-    if kind == "image_classifier":
-        return recipes.load_image_classifier(path)
-    if kind == "translation":
-        return lib.load_translator(path)
-    return artifacts.load_model(path)
+    """The task of a model directory (`keras_tx.tasks`), loaded once per server (`version` is the file's mtime: a
+    new file is reloaded)."""
+    return tasks.load(path, kind)
 
 
 @st.cache_resource(show_spinner="Loading the test images ...", max_entries=4)
@@ -124,8 +117,7 @@ def text_page(folder):
                         preferred="gpt_shakespeare")
     if loaded is None:
         return
-    model, tokenizer, metadata = loaded
-    context = getattr(model, "max_length", None)
+    tokenizer, metadata, context = loaded.tokenizer, loaded.metadata, loaded.context
     st.caption(f"A character-level {metadata.get('architecture', 'model')}: {tokenizer.vocabulary_size} characters"
                + (f", context of {context} tokens (longer prompts keep their end)." if context else "."))
 
@@ -146,7 +138,7 @@ def text_page(folder):
     if not st.button("Generate", type="primary", key="generate"):
         return
     try:
-        ids, note = recipes.prepare_prompt(tokenizer, prompt, context, int(max_new_tokens))
+        ids, note = loaded.prompt_ids(prompt, int(max_new_tokens))
     except ValueError as error:  # empty, or characters the model has never seen (named)
         st.error(str(error))
         return
@@ -156,7 +148,7 @@ def text_page(folder):
     box, text, rate = st.empty(), tokenizer.decode(ids), lib.Rate()
     box.code(text, language=None, wrap_lines=True)
     shown = time.perf_counter()
-    for piece, count in lib.stream_text(model, tokenizer, ids, int(max_new_tokens), **sampling):
+    for piece, count in loaded.stream(ids, int(max_new_tokens), **sampling):
         rate.tick(count)
         text += piece
         if time.perf_counter() - shown > 0.05:  # at most 20 page updates a second: the browser keeps up
@@ -182,14 +174,14 @@ def mask_page(folder):
                         preferred="bert_mlm")
     if loaded is None:
         return
-    model, metadata = loaded
+    model = loaded.model
     st.caption(f"BERT reads the whole sentence, left and right, and guesses each [MASK] (at most "
                f"{model.max_predictions} per sentence).")
     text = st.text_input("A sentence with one or more [MASK]", "the movie was [MASK] and the actors were [MASK] .",
                          key="masked_text")
     top_k = st.slider("Candidates per [MASK]", 1, 10, 5, key="mask_top_k")
     try:
-        candidates, tokens, attention = lib.fill_masks(model, text, top_k)
+        candidates, tokens, attention = lib.fill_masks(loaded, text, top_k)
     except ValueError as error:  # empty, no [MASK], too many, too long (keras_tx.validation's sentences)
         st.error(str(error))
         return
@@ -237,10 +229,10 @@ def image_page(folder):
             loaded = load_or_explain(folder, name, "image_classifier")
             if loaded is not None:
                 classifiers[label] = loaded
-                describe(name, loaded[1])
+                describe(name, loaded.metadata)
     if not classifiers:
         return
-    metadata = next(iter(classifiers.values()))[1]
+    metadata = next(iter(classifiers.values())).metadata
 
     source = st.radio("Image", ["A test image", "Upload an image"], horizontal=True, key="image_source")
     with tempfile.TemporaryDirectory(prefix="keras-tx-demo-") as workdir:
@@ -275,7 +267,7 @@ def show_predictions(classifiers, path, shown_name, truth):
     except ValueError as error:  # not an image, or one too large to decode safely
         st.error(str(error).replace(path, shown_name))
         return
-    metadata = next(iter(classifiers.values()))[1]
+    metadata = next(iter(classifiers.values())).metadata
     note = lib.describe_image(path, metadata["image_shape"])
     if note and truth is None:
         st.info(note)
@@ -290,7 +282,7 @@ def show_predictions(classifiers, path, shown_name, truth):
     image, shown = lib.model_view(metadata, path)
     images[0].image(shown, caption="what the models see", width=280)
     if "ViT" in classifiers:
-        overlay = lib.rollout_overlay(classifiers["ViT"][0], image)
+        overlay = lib.rollout_overlay(classifiers["ViT"].model, image)
         images[1].image(overlay, caption="ViT attention rollout: red = where the class token's attention flows",
                         width=280)
 
@@ -307,7 +299,7 @@ def page_model(folder, kinds, kind, label, what, preferred=None):
         return None
     loaded = load_or_explain(folder, name, kind)
     if loaded is not None:
-        describe(name, loaded[-1])
+        describe(name, loaded.metadata)
     return loaded
 
 
@@ -316,7 +308,7 @@ def completion_page(folder):
     loaded = page_model(folder, lib.IMAGE_GPT_KINDS, "image_gpt", "Image GPT", "image GPT model")
     if loaded is None:
         return
-    model, metadata = loaded
+    model, metadata = loaded.model, loaded.metadata
     try:
         images, _, _ = test_images(metadata.get("dataset", "digits"))
     except ValueError as error:
@@ -345,9 +337,8 @@ def translation_page(folder):
     loaded = page_model(folder, lib.TRANSLATION_KINDS, "translation", "Translation model", "translation model")
     if loaded is None:
         return
-    translator, metadata = loaded
     st.caption(f"An encoder-decoder Transformer: the encoder reads the whole source, the decoder writes the "
-               f"translation token by token (sources up to {translator.model.max_source_length} tokens).")
+               f"translation token by token (sources up to {loaded.model.max_source_length} tokens).")
     text = st.text_area("Source text", "Ein Mann fährt Fahrrad.", key="source_text", height=80)
     left, middle, right = st.columns(3)
     sampler = left.radio("Search", ["greedy", "beam"], horizontal=True, key="translation_sampler")
@@ -356,7 +347,7 @@ def translation_page(folder):
     if not st.button("Translate", type="primary", key="translate"):
         return
     try:
-        translation = lib.translate(translator, text, sampler, num_beams, truncate)
+        translation = loaded.translate(text, sampler=sampler, num_beams=num_beams, truncate=truncate, batch_size=1)
     except ValueError as error:  # empty, or longer than the model reads
         st.error(str(error))
         return

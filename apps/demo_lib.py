@@ -1,8 +1,8 @@
-"""What the demo does that is not UI: finding model directories, streaming text, reading images and [MASK]s.
+"""What the demo does that is not UI: finding model directories, reading images, attention for [MASK]s.
 
-apps/demo.py draws the pages; everything here is plain Python over `keras_tx.recipes` and the models' own
-methods, so it can be tested without Streamlit. Model directories live in one folder (the repo's saved_models/,
-or $KERAS_TX_MODELS, or `keras-tx demo --models DIR`):
+apps/demo.py draws the pages; everything here is plain Python over the tasks of `keras_tx.tasks`, so it can be
+tested without Streamlit. Model directories live in one folder (the repo's saved_models/, or $KERAS_TX_MODELS, or
+`keras-tx demo --models DIR`):
 
     gpt_shakespeare/        language_model    text generation
     bert_mlm/               masked_lm         masked prediction
@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from keras_tx import artifacts, recipes, validation
+from keras_tx import artifacts, validation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MODELS_DIR = os.path.join(REPO, "saved_models")
@@ -144,37 +144,6 @@ def sampling_arguments(sampler, temperature, top_k, top_p, num_beams, seed):
     return sampling
 
 
-def stream_text(model, tokenizer, prompt_ids, max_new_tokens, **sampling):
-    """Yield (text, number of tokens) piece by piece, as the tokens come.
-
-    Past the model's context the generation goes on in chunks, as `recipes.generate_text` does, each chunk
-    reading the last tokens; each chunk draws with its own seed (seed + chunk). A model without
-    `generate_stream` (an RNN) or beam search (whose best beam is known only at the end) yields it all at once.
-    """
-    if sampling.get("sampler") == "beam" or not hasattr(model, "generate_stream"):
-        tokens = recipes.generate_text(model, tokenizer, prompt_ids, max_new_tokens, **sampling)
-        new = tokens[len(prompt_ids):]
-        yield tokenizer.decode(new), len(new)
-        return
-    context = model.max_length
-    tokens = list(np.asarray(prompt_ids, "int32"))
-    seed = sampling.pop("seed", None)
-    remaining, chunk_index = max_new_tokens, 0
-    while remaining > 0:
-        chunk = min(remaining, context // 2)
-        window = np.asarray(tokens[-(context - chunk):], "int32")
-        chunk_seed = None if seed is None else seed + chunk_index
-        produced = 0
-        for token in model.generate_stream(window, chunk, seed=chunk_seed, **sampling):
-            tokens.append(token)
-            produced += 1
-            yield tokenizer.decode([token]), 1
-        remaining -= chunk
-        chunk_index += 1
-        if produced < chunk:  # a stop token ended it
-            return
-
-
 class Rate:
     """Tokens per second of a stream, also counted from the first piece on (so that compiling is timed apart)."""
 
@@ -204,29 +173,22 @@ class Rate:
 # ------------------------------------------------------------------------------------------- masked prediction
 
 
-def fill_masks(model, text, top_k):
-    """Everything the masked-prediction page shows, in one call on the model (BERTMaskedLM's API).
+def fill_masks(task, text, top_k):
+    """Everything the masked-prediction page shows, from the masked-LM task (`keras_tx.tasks.MaskedLM`).
 
     Returns:
         (candidates: one [(token, probability)] list per [MASK]; tokens: the input tokens, [CLS] ... [SEP];
         attention: one (num_heads, T, T) array per layer). Bad text raises fill_mask's ValueError.
     """
-    candidates = model.fill_mask(text, top_k=top_k)  # validates: no [MASK], too many, too long
-    text = validation.normalize_masks(text)  # as fill_mask read it
-    tokenizer = model.tokenizer
-    ids = [tokenizer.token_to_id("[CLS]")]
-    for i, piece in enumerate(text.split("[MASK]")):  # the same encoding as fill_mask's
-        if i:
-            ids.append(tokenizer.token_to_id("[MASK]"))
-        ids.extend(int(t) for t in np.asarray(tokenizer(piece)).reshape(-1))
-    ids.append(tokenizer.token_to_id("[SEP]"))
+    candidates = task.fill_mask(text, top_k=top_k)  # validates: no [MASK], too many, too long
+    ids, tokens = task.tokens(text)  # what fill_mask read
     inputs = {
         "token_ids": np.array([ids], "int32"),
         "segment_ids": np.zeros((1, len(ids)), "int32"),
         "padding_mask": np.ones((1, len(ids)), "int32"),
     }
-    attention = [scores[0] for scores in model.backbone.attention_scores(inputs)]  # (heads, T, T) per layer
-    return candidates, [tokenizer.id_to_token(i) for i in ids], attention
+    attention = [scores[0] for scores in task.model.backbone.attention_scores(inputs)]  # (heads, T, T) per layer
+    return candidates, tokens, attention
 
 
 # --------------------------------------------------------------------------------------------------- images
@@ -277,11 +239,8 @@ def describe_image(path, image_shape):
 
 
 def classify(classifiers, path, top_k=5):
-    """{name: [(label, probability)]} of one image file by each (model, metadata) in `classifiers`."""
-    return {
-        name: recipes.classify_files(model, metadata, [path], top_k=top_k)[0][1]
-        for name, (model, metadata) in classifiers.items()
-    }
+    """{name: [(label, probability)]} of one image file by each image-classification task in `classifiers`."""
+    return {name: task.classify_files([path], top_k=top_k)[0][1] for name, task in classifiers.items()}
 
 
 def model_view(metadata, path, size=224):
@@ -333,16 +292,3 @@ def _display(image, size=140):
     image = np.asarray(image, "float32")
     image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
     return np.asarray(Image.fromarray(np.uint8(np.clip(image, 0, 1) * 255)).resize((size, size), Image.NEAREST))
-
-
-# ----------------------------------------------------------------------------------------------- translation
-
-
-def load_translator(model_dir):
-    """(Translator, metadata) of a translation directory: Translator.save's files plus metadata.json."""
-    return recipes.load_translator(model_dir)
-
-
-def translate(translator, text, sampler, num_beams, truncate):
-    """The translation of `text`; an empty or (unless `truncate`) too long text raises the Translator's ValueError."""
-    return translator.translate(text, sampler=sampler, num_beams=num_beams, batch_size=1, truncate=truncate)

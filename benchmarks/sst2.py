@@ -258,10 +258,10 @@ def score(args):
     # The validation figures `keras-tx evaluate` prints: one dev sentence per sequence, seeded masks, mean over
     # the masked tokens only (the packed figures of training average in the empty mask slots as zeros).
     from keras_tx.data.wordpiece import load_sst2
-    from keras_tx.recipes import masked_lm_scores
+    from keras_tx.tasks import MaskedLM
 
     dev_texts, _ = load_sst2(info["data_dir"], "validation")
-    dev = masked_lm_scores(mlm, dev_texts, results["sequence_length"])
+    dev = MaskedLM(mlm, {"sequence_length": results["sequence_length"]}).scores(dev_texts)
     print(json.dumps(dev))
     artifacts.save_model(staging, mlm, {
         "kind": "masked_lm",

@@ -184,7 +184,6 @@ def score(args):
         staging = args.out.rstrip("/") + ".tmp"
         shutil.rmtree(staging, ignore_errors=True)
         save_translation_tokenizers(staging, translator.source_tokenizer, translator.target_tokenizer)
-        artifacts.CLI_ARGV = None
         artifacts.save_model(staging, model, {
             "kind": "translation",
             "architecture": "seq2seq_transformer",

@@ -27,15 +27,11 @@ RUN_FILE = "run.json"  # the command of a run in progress: a rerun resumes only 
 # What `keras-tx train` writes into a model directory; --force removes these (and nothing else) first.
 TRAINING_OUTPUTS = (MODEL_FILE, METADATA_FILE, RUN_FILE, "history.json", "tokenizer.json", "vocab.txt",
                     "source_vocab.txt", "target_vocab.txt", "translator.json", "best.weights.h5", "backup", "logs")
-# Flags that change how a run executes, not what it computes: a resumed run may change them.
-RUNTIME_FLAGS = frozenset({"out", "force", "verbose", "no_tensorboard", "download", "strategy", "cpu_replicas",
-                           "tpu", "jit_compile", "steps_per_execution", "deterministic", "verb"})
-# Fields of metadata.json that the verbs read, per kind: a directory without them is refused in one line.
-REQUIRED_FIELDS = {"image_classifier": ("image_shape", "class_names"), "image_gpt": ("image_shape",)}
 
 
-def save_model(out_dir, model, metadata):
-    """Write DIR/model.keras and DIR/metadata.json (adding parameter count, date and the command line)."""
+def save_model(out_dir, model, metadata, command=None):
+    """Write DIR/model.keras and DIR/metadata.json (adding parameter count, date and the command: `command`, else
+    this process's command line)."""
     os.makedirs(out_dir, exist_ok=True)
     tmp = os.path.join(out_dir, f".tmp-{os.getpid()}.keras")
     _uncompiled_copy(model).save(tmp)
@@ -43,7 +39,7 @@ def save_model(out_dir, model, metadata):
     metadata = {
         "parameters": int(model.count_params()),
         "date": datetime.date.today().isoformat(),
-        "command": command_line(),
+        "command": command or command_line(),
         **metadata,
     }
     write_json(os.path.join(out_dir, METADATA_FILE), metadata)
@@ -62,30 +58,21 @@ def _uncompiled_copy(model):
     return clone
 
 
-# The CLI sets this to its own argv, so that a run started in-process (tests, notebooks) records its real command.
-CLI_ARGV = None
-
-
-def command_line():
-    """The command that is running, as a user would retype it."""
-    if CLI_ARGV is not None:
-        return " ".join(["keras-tx"] + [shlex.quote(str(a)) for a in CLI_ARGV])
+def command_line(argv=None):
+    """The command that is running, as a user would retype it: `keras-tx ARGV` when the CLI gives its `argv`."""
+    if argv is not None:
+        return " ".join(["keras-tx"] + [shlex.quote(str(a)) for a in argv])
     program = os.path.basename(sys.argv[0])
     if program in ("__main__.py", "cli.py"):
         program = "keras-tx"
     return " ".join([program] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
-def run_signature(args):
-    """What a training command computes: its flags, less those in RUNTIME_FLAGS (JSON-ready)."""
-    return json.loads(json.dumps({k: v for k, v in sorted(vars(args).items()) if k not in RUNTIME_FLAGS}))
-
-
 def check_out_dir(out_dir, signature, force=False):
     """Decide, before anything is read or written, whether a training run may write to `out_dir`.
 
     A new or empty directory starts a run; one holding an unfinished run of the same command (`signature`, see
-    `run_signature`) resumes it. A finished model, another command's run or anything else is refused with one
+    `keras_tx.config.run_signature`) resumes it. A finished model, another command's run or anything else is refused with one
     sentence, unless `force` (then `begin_run` removes what `keras-tx train` writes, TRAINING_OUTPUTS, first).
     A run that stopped before its first backup holds nothing worth keeping: any command may start over there.
 
@@ -100,7 +87,7 @@ def check_out_dir(out_dir, signature, force=False):
     return _resumable(out_dir, signature)
 
 
-def begin_run(out_dir, signature, state):
+def begin_run(out_dir, signature, state, command=None):
     """Record the run in `out_dir` (after `check_out_dir` said `state`), clearing an earlier run's files unless it
     resumes. Call it just before the run's first write, so that a run failing on its data leaves nothing behind."""
     if state != "resume" and os.path.isdir(out_dir):
@@ -111,7 +98,7 @@ def begin_run(out_dir, signature, state):
             elif os.path.lexists(path):
                 os.remove(path)
     os.makedirs(out_dir, exist_ok=True)
-    write_json(os.path.join(out_dir, RUN_FILE), {"command": command_line(), "signature": signature})
+    write_json(os.path.join(out_dir, RUN_FILE), {"command": command or command_line(), "signature": signature})
 
 
 def _resumable(out_dir, signature):
@@ -167,20 +154,14 @@ def check_model_dir(model_dir):
         raise ValueError(f"{model_dir} is not a keras-tx model directory: it has no {MODEL_FILE}.")
 
 
-KIND_NAMES = {"language_model": "a language model", "masked_lm": "a masked language model",
-              "image_classifier": "an image classifier", "translation": "a translation model",
-              "image_gpt": "an image GPT"}
-
-
-def load_model(model_dir, kind=None):
+def load_model(model_dir, kind=None, description=None, required_fields=()):
     """(model, metadata) from a model directory. Missing, truncated or foreign files give a one-line ValueError,
-    and so does a model of another kind than `kind` (metadata.json's "kind"), when one is asked for."""
+    and so does a model of another kind than `kind` (metadata.json's "kind"; `description` names it, "an image
+    classifier"), when one is asked for, or metadata.json without one of `required_fields`."""
     metadata = read_metadata(model_dir)
     if kind is not None and metadata.get("kind") != kind:
-        raise ValueError(
-            f"{model_dir} holds a {metadata.get('kind', 'unknown')} model, not {KIND_NAMES.get(kind, kind)}."
-        )
-    missing = [field for field in REQUIRED_FIELDS.get(metadata.get("kind"), ()) if field not in metadata]
+        raise ValueError(f"{model_dir} holds a {metadata.get('kind', 'unknown')} model, not {description or kind}.")
+    missing = [field for field in required_fields if field not in metadata]
     if missing:
         raise ValueError(f"{model_dir}/{METADATA_FILE} has no {missing[0]!r} field: the directory is damaged or "
                          "was not written by `keras-tx train`.")

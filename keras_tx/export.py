@@ -64,8 +64,6 @@ import tensorflow as tf
 from keras_tx import graph_checks as guard
 from keras_tx import validation
 
-KINDS = ("language_model", "masked_lm", "image_classifier", "translation")
-
 # ------------------------------------------------------------------------------------------------ text ops
 
 _SENTINEL = b"\xff"  # never a UTF-8 character: "not in the table"
@@ -330,7 +328,7 @@ def _decode(model, window, steps, first_step, temperature, seed):
 
 
 def _generate_ids(model, prompt_ids, new_tokens, temperature, seed):
-    """prompt ids (P,) -> prompt + `new_tokens` ids, as `keras_tx.recipes.generate_text` makes them.
+    """prompt ids (P,) -> prompt + `new_tokens` ids, as `TextGeneration.generate_ids` makes them.
 
     A GPT sees at most `max_length` positions: it generates in chunks of at most half its context, each chunk
     reading the last (context - chunk) tokens. A recurrent model has no limit and runs in one chunk.
@@ -354,10 +352,9 @@ def _generate_ids(model, prompt_ids, new_tokens, temperature, seed):
     return tokens
 
 
-def _language_model_endpoints(model_dir):
-    from keras_tx import recipes
-
-    model, tokenizer, _ = recipes.load_language_model(model_dir)
+def language_model_endpoints(task):
+    """The signatures of a text-generation task (`keras_tx.tasks.TextGeneration`)."""
+    model, tokenizer = task.model, task.tokenizer
     vocabulary = CharVocabulary(tokenizer.vocabulary)
 
     def serving_default(token_ids):
@@ -365,7 +362,7 @@ def _language_model_endpoints(model_dir):
         return {"logits": tf.cast(model(token_ids, training=False), tf.float32)}
 
     def generate(prompt, max_new_tokens, temperature, seed):
-        # The decisions of recipes.prepare_prompt and generation._check (keras_tx.validation), in graph ops.
+        # The decisions of TextGeneration.prompt_ids and generation._check (keras_tx.validation), in graph ops.
         checks = guard.text_checks(prompt[None], "The prompt", blank_ok=True) + [
             guard.require((max_new_tokens >= 1) & (max_new_tokens <= validation.MAX_NEW_TOKENS),
                      f"max_new_tokens {validation.integer_range(1, validation.MAX_NEW_TOKENS)}."),
@@ -394,12 +391,12 @@ def _language_model_endpoints(model_dir):
 # ------------------------------------------------------------------------------------------------- BERT
 
 
-def _masked_lm_endpoints(model_dir):
-    from keras_tx import recipes
+def masked_lm_endpoints(task):
+    """The signatures of a masked-LM task (`keras_tx.tasks.MaskedLM`)."""
     from keras_tx.data.wordpiece import CLS, MASK, SEP
     from keras_tx.models.bert import INPUT_NAMES
 
-    model, _ = recipes.load_masked_lm(model_dir)
+    model = task.model
     tokenizer = model.tokenizer
     # "[MASK]" stays whole whatever the tokenizer's settings: fill_mask splits the text on it, as
     # BERTMaskedLM.fill_mask does.
@@ -524,10 +521,9 @@ def _to_model_pixels(data, height, width, channels):
     return tf.cast(rgb, tf.float32) / 255.0
 
 
-def _image_classifier_endpoints(model_dir):
-    from keras_tx import recipes
-
-    model, metadata = recipes.load_image_classifier(model_dir)
+def image_classifier_endpoints(task):
+    """The signatures of an image-classification task (`keras_tx.tasks.ImageClassification`)."""
+    model, metadata = task.model, task.metadata
     height, width, channels = (int(d) for d in metadata["image_shape"])
     class_names = tf.constant([str(name) for name in metadata["class_names"]])
     num_classes = len(metadata["class_names"])
@@ -602,11 +598,9 @@ def _greedy_translation(model, source_ids, start_id, end_id, steps):
     return tokens
 
 
-def _translation_endpoints(model_dir):
-    import keras_tx.models  # noqa: F401  registers Seq2SeqTransformer: Translator.load does not import it
-    from keras_tx.data.translation import Translator
-
-    translator = Translator.load(model_dir)
+def translation_endpoints(task):
+    """The signatures of a translation task (`keras_tx.tasks.Translation`)."""
+    translator = task.translator
     model = translator.model
     source, target = WordPiece(translator.source_tokenizer), WordPiece(translator.target_tokenizer)
     start_id, end_id = translator.start_id, translator.end_id
@@ -642,32 +636,25 @@ def _translation_endpoints(model_dir):
 
 # ------------------------------------------------------------------------------------------------ export
 
-_ENDPOINTS = {
-    "language_model": _language_model_endpoints,
-    "masked_lm": _masked_lm_endpoints,
-    "image_classifier": _image_classifier_endpoints,
-    "translation": _translation_endpoints,
-}
-
-
 def model_kind(model_dir):
-    """The kind of a model directory: "language_model", "masked_lm", "image_classifier" or "translation".
+    """The kind of a model directory that can be exported: one whose task has serving signatures.
 
     A directory that `Translator.save` wrote (source_vocab.txt, target_vocab.txt) is "translation"; any other
     gets its kind from metadata.json. Raises ValueError for a directory that is not a model or of another kind.
 
     Example:
-    >>> model_kind("saved_models/gpt_shakespeare_char")
+    >>> model_kind("saved_models/gpt_shakespeare")
     'language_model'
     """
-    from keras_tx import artifacts
+    from keras_tx import artifacts, tasks
 
     artifacts.check_model_dir(model_dir)
     if all(os.path.isfile(os.path.join(model_dir, f)) for f in ("source_vocab.txt", "target_vocab.txt")):
         return "translation"
     kind = artifacts.read_metadata(model_dir).get("kind")
-    if kind not in KINDS:
-        raise ValueError(f"{model_dir} holds a model of kind {kind!r}; export knows {', '.join(KINDS)}.")
+    exportable = [k for k, task in tasks.TASKS.items() if task.signatures]
+    if kind not in exportable:
+        raise ValueError(f"{model_dir} holds a model of kind {kind!r}; export knows {', '.join(exportable)}.")
     return kind
 
 
@@ -695,9 +682,11 @@ def export(model_dir, out_dir):
     >>> export("runs/gpt", "serving/gpt/1")["signatures"]["generate"]["inputs"]
     {'max_new_tokens': 'int32 ()', 'prompt': 'string ()', 'seed': 'int64 ()', 'temperature': 'float32 ()'}
     """
+    from keras_tx import tasks
+
     kind = model_kind(model_dir)
     check_out_dir(out_dir)
-    _, modules, endpoints = _ENDPOINTS[kind](model_dir)
+    _, modules, endpoints = tasks.task_for_kind(kind).load(model_dir).serving_endpoints()
     root = tf.Module()
     root.text_ops = modules  # their lookup tables are saved with the model
     functions = {

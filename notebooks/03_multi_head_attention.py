@@ -23,17 +23,18 @@ from nb_setup import NOTEBOOK_START, REPO, SMOKE, np, ops, plt, time
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook check, imported by keras-hub
-from keras_tx import recipes
+from keras_tx import tasks
 from keras_tx.data import encode_texts
 
 # %% [markdown]
 # ## The trained GPT and its held-out text
 #
-# `keras_tx.recipes.load_language_model` gives the model, its character tokenizer and its metadata. It was
+# `keras_tx.tasks.load` gives the text-generation task: the model, its character tokenizer and its metadata. It was
 # trained on the first 90% of tiny_shakespeare; everything below reads the last 10%.
 
 # %%
-gpt, char_tokenizer, gpt_metadata = recipes.load_language_model(str(REPO / "saved_models" / "gpt_shakespeare"))
+gpt_task = tasks.load(str(REPO / "saved_models" / "gpt_shakespeare"))
+gpt, char_tokenizer, gpt_metadata = gpt_task.model, gpt_task.tokenizer, gpt_task.metadata
 NUM_LAYERS, NUM_HEADS, CONTEXT = gpt.num_layers, gpt.num_heads, gpt.max_length
 print(f"gpt_shakespeare: {NUM_LAYERS} blocks x {NUM_HEADS} heads of width {gpt.hidden_dim // NUM_HEADS}, "
       f"context {CONTEXT}, {gpt.count_params():,} parameters; trained on {gpt_metadata['dataset']}, "
@@ -264,14 +265,15 @@ plt.show()
 # ## BERT: heads that look both ways
 #
 # `bert_mlm` is a small BERT (its size is printed below) trained as a masked language model on SST-2 sentences
-# (loaded with `keras_tx.recipes.load_masked_lm`). `BERT.attention_scores` returns every block's weights. Its
+# (loaded with `keras_tx.tasks.load`). `BERT.attention_scores` returns every block's weights. Its
 # encoder blocks have no causal mask, so a word can attend to the words after it.
 
 # %%
 from nb_setup import load_sentences
 
 # %%
-bert_mlm, bert_metadata = recipes.load_masked_lm(str(REPO / "saved_models" / "bert_mlm"))
+bert_task = tasks.load(str(REPO / "saved_models" / "bert_mlm"))
+bert_mlm, bert_metadata = bert_task.model, bert_task.metadata
 bert, wordpiece = bert_mlm.backbone, bert_mlm.tokenizer
 print(f"bert_mlm: {bert.num_layers} blocks x {bert.num_heads} heads, hidden {bert.hidden_dim}, "
       f"{bert_mlm.count_params():,} parameters; masked-token accuracy "

@@ -26,7 +26,7 @@ from nb_setup import NOTEBOOK_START, REPO, SMOKE, keras, np, ops, plt, tf, time
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook check, imported by keras-hub
-from keras_tx import recipes
+from keras_tx import tasks
 from keras_tx.data import image_dataset
 from keras_tx.models import ResNet, ViT
 from keras_tx.training import exclude_non_matrices, make_optimizer
@@ -39,8 +39,10 @@ data, image_source = load_images()
 class_names = data.class_names
 
 # %%
-resnet, resnet_metadata = recipes.load_image_classifier(str(REPO / "saved_models" / "resnet_fashion_mnist"))
-vit, vit_metadata = recipes.load_image_classifier(str(REPO / "saved_models" / "vit_fashion_mnist"))
+resnet_task = tasks.load(str(REPO / "saved_models" / "resnet_fashion_mnist"))
+vit_task = tasks.load(str(REPO / "saved_models" / "vit_fashion_mnist"))
+resnet, resnet_metadata = resnet_task.model, resnet_task.metadata
+vit, vit_metadata = vit_task.model, vit_task.metadata
 for name, model, metadata in (("ResNet", resnet, resnet_metadata), ("ViT", vit, vit_metadata)):
     print(f"{name}: {model.count_params():,} parameters, test accuracy {metadata['metrics']['test_accuracy']:.2%} "
           f"on {metadata['dataset']}")

@@ -25,7 +25,6 @@ from nb_setup import NOTEBOOK_START, SMOKE, keras, np, ops, plt, time
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook check, imported by keras-hub
-from keras_tx import recipes
 from keras_tx.models import ImageGPT, Palette
 
 # %%

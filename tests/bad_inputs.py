@@ -66,12 +66,9 @@ IMAGES = {
 
 
 def _generate(gpt, prompt="Be", max_new_tokens=5, **sampling):
-    """The Python API of text generation: recipes.prepare_prompt + generate_text, as the CLI and the demo use it."""
-    from keras_tx import recipes
-
-    model, tokenizer, _ = gpt
-    ids, _ = recipes.prepare_prompt(tokenizer, prompt, model.max_length, max_new_tokens)
-    return recipes.generate_text(model, tokenizer, ids, max_new_tokens, **sampling)
+    """The Python API of text generation: the task's prompt_ids + generate_ids, as the CLI and the demo use them."""
+    ids, _ = gpt.prompt_ids(prompt, max_new_tokens)
+    return gpt.generate_ids(ids, max_new_tokens, **sampling)
 
 
 def _gen_call(prompt="Be", max_new_tokens=5, temperature=0.0, seed=0):
@@ -100,7 +97,7 @@ CASES = [
     # --- text generation ------------------------------------------------------------------------------------
     Case("beams_unbounded", "from 1 to 16",
          cli=GEN + ["--prompt", "Be", "--sampler", "beam", "--num-beams", "100000"],
-         api=lambda m: m["gpt"][0].generate([1, 2], 3, sampler="beam", num_beams=100000)),
+         api=lambda m: m["gpt"].model.generate([1, 2], 3, sampler="beam", num_beams=100000)),
     Case("new_tokens_too_many", "from 1 to 2,000", cli=["generate", "{gpt}", "--prompt", "Be",
                                                         "--max-new-tokens", "5000"],
          api=lambda m: _generate(m["gpt"], max_new_tokens=5000), export=_gen_call(max_new_tokens=5000)),
@@ -108,7 +105,7 @@ CASES = [
          api=lambda m: _generate(m["gpt"], max_new_tokens=0), export=_gen_call(max_new_tokens=0)),
     Case("new_tokens_negative", "from 1 to 2,000",
          cli=["generate", "{gpt}", "--prompt", "Be", "--max-new-tokens", "-4"],
-         api=lambda m: m["gpt"][0].generate([1, 2], -4), export=_gen_call(max_new_tokens=-4)),
+         api=lambda m: m["gpt"].model.generate([1, 2], -4), export=_gen_call(max_new_tokens=-4)),
     Case("temperature_nan", "finite", cli=GEN + ["--prompt", "Be", "--temperature", "nan"],
          api=lambda m: _generate(m["gpt"], sampler="random", temperature=float("nan")),
          export=_gen_call(temperature=float("nan"))),
@@ -127,9 +124,9 @@ CASES = [
          export=_gen_call(NOT_UTF8_BYTES)),
     Case("prompt_too_long", "10,000 characters", cli=GEN + ["--prompt", LONG_TEXT],
          api=lambda m: _generate(m["gpt"], LONG_TEXT), export=_gen_call(LONG_TEXT), demo=("generate", LONG_TEXT)),
-    Case("token_ids_above_vocabulary", "Token ids must be in", api=lambda m: m["gpt"][0].generate([1, 999], 3),
+    Case("token_ids_above_vocabulary", "Token ids must be in", api=lambda m: m["gpt"].model.generate([1, 999], 3),
          export=("gpt", "serving_default", {"token_ids": np.array([[1, 999]], "int32")})),
-    Case("token_ids_negative", "Token ids must be in", api=lambda m: m["gpt"][0].generate([-1, 2], 3),
+    Case("token_ids_negative", "Token ids must be in", api=lambda m: m["gpt"].model.generate([-1, 2], 3),
          export=("gpt", "serving_default", {"token_ids": np.array([[-1, 2]], "int32")})),
     Case("top_k_zero", "integer >= 1", cli=GEN + ["--prompt", "Be", "--top-k", "0"],
          api=lambda m: _generate(m["gpt"], sampler="top_k", temperature=1.0, top_k=0)),

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from keras_tx import artifacts, cli, recipes
+from keras_tx import artifacts, cli, tasks
 from keras_tx.data.tokenizers import CharTokenizer
 from keras_tx.data.translation import Translator, make_translation_tokenizer
 from keras_tx.data.wordpiece import make_wordpiece_tokenizer, save_tokenizer
@@ -21,12 +21,6 @@ from tests.test_export import BERT_VOCABULARY, SOURCE_VOCABULARY, TARGET_VOCABUL
 CORPUS = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 40
 TINY_GPT = ["--num-layers", "1", "--num-heads", "2", "--hidden-dim", "16", "--context", "16", "--batch-size", "4",
             "--eval-batches", "2", "--no-tensorboard", "--verbose", "0", "--warmup-steps", "2"]
-
-
-@pytest.fixture(autouse=True)
-def _restore_cli_argv():
-    yield
-    artifacts.CLI_ARGV = None
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +55,12 @@ def models(tmp_path_factory):
     artifacts.write_json(str(dirs["translation"] / "metadata.json"), {"kind": "translation"})
     for name, make in IMAGES.items():
         (dirs["files"] / f"{name}.img").write_bytes(make())
-    resnet, metadata = recipes.load_image_classifier(str(dirs["resnet"]))
+    resnet = tasks.load(str(dirs["resnet"]))
     loaded = {
-        "gpt": recipes.load_language_model(str(dirs["gpt"])),
-        "bert": recipes.load_masked_lm(str(dirs["bert"]))[0],
-        "translator": recipes.load_translator(str(dirs["translation"]))[0],
-        "classify": lambda paths, top_k=3: recipes.classify_files(resnet, metadata, [fill(p) for p in paths], top_k),
+        "gpt": tasks.load(str(dirs["gpt"])),
+        "bert": tasks.load(str(dirs["bert"])),
+        "translator": tasks.load(str(dirs["translation"])),
+        "classify": lambda paths, top_k=3: resnet.classify_files([fill(p) for p in paths], top_k),
     }
 
     def fill(text):

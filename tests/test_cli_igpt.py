@@ -109,7 +109,7 @@ def _write_idx(path, array):
 
 def test_a_source_with_only_a_test_split_is_cut_80_20(tmp_path):
     """shared/datasets/mnist holds only the test set: iGPT needs no labels, so it trains on part of it."""
-    from keras_tx.recipes import default_token_grid, image_gpt_data
+    from keras_tx.tasks.image_completion import default_token_grid, image_gpt_data
 
     images = np.arange(10 * 28 * 28).reshape(10, 28, 28) % 256
     _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)

@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_tx import artifacts, cli, export, generation, recipes
+from keras_tx import artifacts, cli, export, generation, tasks
 from keras_tx.data.tokenizers import CharTokenizer
 from keras_tx.data.translation import RESERVED_TOKENS as TRANSLATION_TOKENS
 from keras_tx.data.translation import Translator, make_translation_tokenizer
@@ -71,13 +71,6 @@ with open(sys.argv[2], "wb") as file:
 """
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _restore_cli_argv():
-    """`cli.main` records its argv for metadata.json; later tests in this process must not inherit it."""
-    yield
-    artifacts.CLI_ARGV = None
-
-
 def _subprocess_env():
     return dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
 
@@ -122,19 +115,18 @@ def _export_all(tmp_path_factory):
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         assert cli.main(["export", str(dirs["gpt"]), str(root / "gpt_saved")]) == 0
-    artifacts.CLI_ARGV = None
     expected["cli_stdout"] = stdout.getvalue()
     export.export(str(dirs["lstm"]), str(root / "lstm_saved"))
     token_ids = rng.integers(0, tokenizer.vocabulary_size, (2, 9)).astype("int32")
     for name in ("gpt", "lstm"):
         saved = str(root / f"{name}_saved")
-        model, _, _ = recipes.load_language_model(str(dirs[name]))
+        task = tasks.load(str(dirs[name]))
+        model = task.model
         calls[f"{name}_logits"] = (saved, "serving_default", {"token_ids": token_ids})
         expected[f"{name}_logits"] = np.asarray(model(token_ids))
         # The CLI's greedy path (chunks past the GPT's context of 16), for a prompt with and without unknown
         # characters; a prompt with no known character starts from "\n", so "" must answer as "\n" does.
-        expected[f"{name}_greedy"] = recipes.generate_text(model, tokenizer, tokenizer.encode("Be"), 30,
-                                                           sampler="greedy")
+        expected[f"{name}_greedy"] = task.generate_ids(tokenizer.encode("Be"), 30, sampler="greedy")
         for case, prompt in (("known", "Be"), ("newline", "\n")):
             calls[f"{name}_{case}"] = (saved, "generate", {"prompt": prompt, "max_new_tokens": np.int32(30),
                                                            "temperature": np.float32(0), "seed": np.int64(0)})
@@ -156,7 +148,7 @@ def _export_all(tmp_path_factory):
     artifacts.save_model(str(dirs["bert"]), masked_lm, {"kind": "masked_lm", "architecture": "bert",
                                                         "tokenizer": "vocab.txt"})
     export.export(str(dirs["bert"]), str(root / "bert_saved"))
-    masked_lm, _ = recipes.load_masked_lm(str(dirs["bert"]))
+    masked_lm = tasks.load(str(dirs["bert"])).model
     saved = str(root / "bert_saved")
     calls["bert_logits"] = (saved, "serving_default", features)
     expected["bert_logits"] = np.asarray(masked_lm(features))
@@ -187,7 +179,8 @@ def _export_all(tmp_path_factory):
                                                       "image_shape": list(shape), "class_names": ["cat", "dog", "owl"]})
         (root / f"{name}_saved").mkdir()  # an existing empty directory is a fine destination
         export.export(str(dirs[name]), str(root / f"{name}_saved"))
-        model, metadata = recipes.load_image_classifier(str(dirs[name]))
+        task = tasks.load(str(dirs[name]))
+        model = task.model
         saved = str(root / f"{name}_saved")
         pixels = rng.random((2, *shape)).astype("float32")
         calls[f"{name}_logits"] = (saved, "serving_default", {"images": pixels})
@@ -195,7 +188,7 @@ def _export_all(tmp_path_factory):
         for key, paths in (("same_size", images), ("resized", resized)):
             data = np.array([open(p, "rb").read() for p in paths], dtype=object)
             calls[f"{name}_{key}"] = (saved, "classify", {"image_bytes": data})
-            expected[f"{name}_{key}"] = recipes.classify_files(model, metadata, paths, top_k=3)
+            expected[f"{name}_{key}"] = task.classify_files(paths, top_k=3)
         calls[f"{name}_not_an_image"] = (saved, "classify", {
             "image_bytes": np.array([(image_dir / "notes.png").read_bytes()], dtype=object)})
 

@@ -57,11 +57,8 @@ def test_evaluate_defaults_to_the_text_the_model_was_trained_on(tmp_path, capsys
     argv = ["train", "gpt", "--text-file", str(corpus), "--out", str(out), "--steps", "2", "--num-layers", "1",
             "--num-heads", "2", "--hidden-dim", "16", "--context", "16", "--batch-size", "4", "--eval-batches", "1",
             "--no-tensorboard", "--verbose", "0"]
-    try:
-        assert cli.main(argv) == 0
-        capsys.readouterr()
-        assert cli.main(["evaluate", str(out), "--batches", "2"]) == 0
-    finally:
-        artifacts.CLI_ARGV = None
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out), "--batches", "2"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["val_loss"] > 0 and result["batches"] == 2

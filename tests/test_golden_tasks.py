@@ -9,14 +9,7 @@ import json
 
 import pytest
 
-from keras_tx import artifacts
 from tests.golden import tasks
-
-
-@pytest.fixture(autouse=True)
-def _restore_cli_argv():
-    yield
-    artifacts.CLI_ARGV = None
 
 
 @pytest.mark.parametrize("part", sorted(tasks.PARTS))

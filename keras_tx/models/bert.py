@@ -334,27 +334,15 @@ class BERTMaskedLM(_Task):
         super().__init__(inputs=inputs, outputs=self.head(sequence_output, inputs["mask_positions"]), **kwargs)
         self.tokenizer = tokenizer  # after: Functional's init would "build" it, warning that it is not built
 
-    def fill_mask(self, text, top_k=5):
-        """The `top_k` most likely tokens, with their probabilities, for each [MASK] in `text`.
+    def encode_masked(self, text):
+        """(token ids [CLS] ... [SEP], positions of the [MASK]s) of a text, as `fill_mask` reads it.
 
-        Each [MASK] is predicted from the whole text (the other [MASK]s stay masked), as in pretraining.
-
-        Args:
-            text: a string with one or more "[MASK]" (any case), at most 10,000 characters.
-            top_k: how many candidates per mask (at least 1; more than the vocabulary gives all of it).
-
-        Returns:
-            One list per [MASK], in order, of `top_k` (token, probability) pairs, most likely first.
-
-        Example:
-        >>> mlm.fill_mask("the movie was [MASK] .", top_k=3)
-        [[('good', 0.41), ('great', 0.17), ('bad', 0.09)]]
+        The checks every surface makes (keras_tx.validation): UTF-8, not empty, not too long, "[mask]" in any case,
+        at least one [MASK] and at most `max_predictions`, at most `max_length` tokens.
         """
         if self.tokenizer is None:
             raise ValueError("fill_mask needs a tokenizer: pass `tokenizer=` or set `model.tokenizer`.")
-        # The checks every surface makes (keras_tx.validation): UTF-8, not empty, not too long; "[mask]" in any case.
         text = validation.normalize_masks(validation.text(text))
-        top_k = min(validation.integer("top_k", top_k, 1), self.backbone.vocabulary_size)
         # Split on the literal "[MASK]" ourselves, so that no tokenizer setting (lowercasing, punctuation
         # splitting) can break it apart.
         pieces = text.split("[MASK]")
@@ -375,6 +363,26 @@ class BERTMaskedLM(_Task):
                 f"The text is {len(ids)} tokens long with [CLS] and [SEP]; the model takes at most "
                 f"max_length={self.backbone.max_length}."
             )
+        return ids, positions
+
+    def fill_mask(self, text, top_k=5):
+        """The `top_k` most likely tokens, with their probabilities, for each [MASK] in `text`.
+
+        Each [MASK] is predicted from the whole text (the other [MASK]s stay masked), as in pretraining.
+
+        Args:
+            text: a string with one or more "[MASK]" (any case), at most 10,000 characters.
+            top_k: how many candidates per mask (at least 1; more than the vocabulary gives all of it).
+
+        Returns:
+            One list per [MASK], in order, of `top_k` (token, probability) pairs, most likely first.
+
+        Example:
+        >>> mlm.fill_mask("the movie was [MASK] .", top_k=3)
+        [[('good', 0.41), ('great', 0.17), ('bad', 0.09)]]
+        """
+        top_k = min(validation.integer("top_k", top_k, 1), self.backbone.vocabulary_size)
+        ids, positions = self.encode_masked(text)
         inputs = {
             "token_ids": np.array([ids], "int32"),
             "segment_ids": np.zeros((1, len(ids)), "int32"),

@@ -39,6 +39,26 @@ def _as_unit_floats(images):
     return images.astype("float32") / 255.0 if images.dtype == np.uint8 else images.astype("float32")
 
 
+def downsample(images, grid_size):
+    """Images (B, H, W, C) -> (B, h, w, C) on a token grid (h, w), floats in [0, 1] (block means when H/h is whole).
+
+    Example:
+    >>> x = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]], "float32").reshape(1, 4, 4, 1)
+    >>> downsample(x, (2, 2))[0, :, :, 0].tolist()
+    [[0.0, 1.0], [1.0, 0.25]]
+    """
+    images = _as_unit_floats(images)
+    batch, height, width, channels = images.shape
+    h, w = grid_size
+    if (height, width) == (h, w):
+        return images
+    if height % h == 0 and width % w == 0:  # average each (H/h, W/w) block: exact, and what "area" resizing does
+        blocks = images.reshape(batch, h, height // h, w, width // w, channels)  # (B, h, H/h, w, W/w, C)
+        return blocks.mean(axis=(2, 4))
+    resized = ops.image.resize(images, (h, w), interpolation="bilinear", antialias=True)
+    return np.clip(ops.convert_to_numpy(resized), 0.0, 1.0)
+
+
 class Palette:
     """A k-means colour palette: pixel colours <-> indices of their nearest centre.
 
@@ -185,24 +205,8 @@ class ImageGPT(GPT):
     # --- images <-> tokens --------------------------------------------------------------------------------
 
     def downsample(self, images):
-        """Images (B, H, W, C) -> (B, h, w, C) on the token grid, floats in [0, 1] (block means when H/h is whole).
-
-        Example:
-        >>> igpt = ImageGPT([[0.0], [1.0]], 2, 1, 1, 4, 8)
-        >>> x = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]], "float32").reshape(1, 4, 4, 1)
-        >>> igpt.downsample(x)[0, :, :, 0].tolist()
-        [[0.0, 1.0], [1.0, 0.25]]
-        """
-        images = _as_unit_floats(images)
-        batch, height, width, channels = images.shape
-        h, w = self.grid_size
-        if (height, width) == (h, w):
-            return images
-        if height % h == 0 and width % w == 0:  # average each (H/h, W/w) block: exact, and what "area" resizing does
-            blocks = images.reshape(batch, h, height // h, w, width // w, channels)  # (B, h, H/h, w, W/w, C)
-            return blocks.mean(axis=(2, 4))
-        resized = ops.image.resize(images, (h, w), interpolation="bilinear", antialias=True)
-        return np.clip(ops.convert_to_numpy(resized), 0.0, 1.0)
+        """Images (B, H, W, C) -> (B, h, w, C) on the model's token grid (`downsample`)."""
+        return downsample(images, self.grid_size)
 
     # Not `quantize` / `dequantize`: keras.Model.quantize(mode) means weight quantization (int8 ...).
     def quantize_images(self, images):

@@ -1,7 +1,7 @@
 """Tiny model directories for the demo's tests, made once per test session.
 
 The language model goes through the real recipe (`keras-tx train gpt`, 4 steps). The others are built directly
-and written with `artifacts.save_model` and the metadata their recipes write: the demo needs their format, not
+and written with `artifacts.save_model` and the metadata their tasks write: the demo needs their format, not
 their accuracy, and `keras-tx train vit/resnet` takes minutes even for one epoch of digits on a busy 2-core
 machine. (Image GPT and translation have no `keras-tx train` recipe yet.)
 """

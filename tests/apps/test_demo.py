@@ -142,15 +142,15 @@ def test_generation_goes_past_the_context(app):
     assert len(generated(at)) == 45
 
 
-def test_text_is_streamed_token_by_token_and_equals_generate_text(demo_models):
-    from keras_tx import recipes
+def test_text_is_streamed_token_by_token_and_equals_generate_ids(demo_models):
+    from keras_tx import tasks
 
-    model, tokenizer, _ = recipes.load_language_model(os.path.join(demo_models, "gpt_shakespeare"))
-    ids, _ = recipes.prepare_prompt(tokenizer, "to be", model.max_length, 40)
-    pieces = list(demo_lib.stream_text(model, tokenizer, ids, 40, sampler="greedy"))
+    task = tasks.load(os.path.join(demo_models, "gpt_shakespeare"))
+    ids, _ = task.prompt_ids("to be", 40)
+    pieces = list(task.stream(ids, 40, sampler="greedy"))
     assert [count for _, count in pieces] == [1] * 40  # past the context of 16 too: in chunks, still one by one
-    expected = recipes.generate_text(model, tokenizer, ids, 40, sampler="greedy")
-    assert "".join(piece for piece, _ in pieces) == tokenizer.decode(expected[len(ids):])
+    expected = task.generate_ids(ids, 40, sampler="greedy")
+    assert "".join(piece for piece, _ in pieces) == task.tokenizer.decode(expected[len(ids):])
 
 
 def test_an_empty_prompt_is_refused(app):

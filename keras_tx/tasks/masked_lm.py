@@ -1,0 +1,208 @@
+"""Masked prediction: BERT (`BERTMaskedLM`) and its WordPiece tokenizer.
+
+    keras-tx train bert --data-dir sst2 --out runs/bert     # MaskedLM.configs["bert"]: BERTConfig
+    keras-tx fill-mask runs/bert "the movie was [MASK] ."
+    keras-tx evaluate runs/bert --data-dir sst2
+
+The model directory holds model.keras (the tokenizer's vocabulary rides in it as an asset), vocab.txt and
+tokenizer.json (`keras_tx.data.wordpiece.save_tokenizer`) and metadata.json. Pretraining masks 15% of the
+tokens, of those 80% become [MASK], 10% a random token and 10% stay as they are.
+"""
+
+import dataclasses
+import os
+import types
+
+import numpy as np
+
+from keras_tx.config import POSITIVE, TrainingConfig, default, flag, integer
+from keras_tx.tasks.base import Task, final, log_softmax_pick
+
+
+@dataclasses.dataclass
+class BERTConfig(TrainingConfig):
+    """`keras-tx train bert`: BERT masked-LM pretraining with a WordPiece vocabulary trained on the data."""
+
+    model: str = "bert"
+    num_layers: int = flag(4, None, POSITIVE)
+    num_heads: int = flag(4, None, POSITIVE)
+    hidden_dim: int = flag(128, None, POSITIVE)
+    intermediate_dim: int = flag(None, "default 4 * hidden-dim", POSITIVE)
+    sequence_length: int = flag(64, None, integer(4))
+    vocabulary_size: int = flag(8000, None, integer(16))
+    batch_size: int = default("batch_size", 64)
+    eval_batches: int = default("eval_batches", 20)
+    learning_rate: float = default("learning_rate", 5e-4)
+    min_learning_rate: float = default("min_learning_rate", 5e-5)
+    weight_decay: float = default("weight_decay", 0.01)
+    beta2: float = default("beta2", 0.999)
+    dropout: float = default("dropout", 0.1)
+
+
+def masked_lm_texts(config):
+    """(training texts, validation texts, description) for masked-LM pretraining or evaluation: an SST-2 folder
+    (sentences; labels unused), glue/sst2 from tfds, or the lines of any text (first 90% / last 10%)."""
+    from keras_tx.data.text import load_text
+    from keras_tx.data.wordpiece import load_sst2
+
+    if config.data_dir and os.path.isfile(os.path.join(config.data_dir, "train.tsv")):
+        train, _ = load_sst2(config.data_dir, "train")
+        validation, _ = load_sst2(config.data_dir, "validation")
+        return train, validation, f"{config.data_dir} (SST-2 sentences, labels unused)"
+    if config.dataset == "glue/sst2":
+        train, _ = load_sst2(None, "train", download=config.download)
+        validation, _ = load_sst2(None, "validation", download=config.download)
+        return train, validation, "glue/sst2 (sentences, labels unused)"
+    text = load_text(dataset=config.dataset, text_file=config.text_file, data_dir=config.data_dir,
+                     download=config.download)
+    lines = [line.strip() for line in text.splitlines() if len(line.split()) >= 3]
+    if len(lines) < 20:
+        raise ValueError(f"Only {len(lines)} lines of three or more words: too little text for masked-LM training.")
+    train, validation = lines[: int(0.9 * len(lines))], lines[int(0.9 * len(lines)):]
+    return train, validation, config.text_file or config.dataset or "pydoc_topics (lines)"
+
+
+class MaskedLM(Task):
+    """BERT with its tokenizer: a text with [MASK]s in, the likely tokens for each out."""
+
+    kind = "masked_lm"
+    description = "a masked language model"
+    configs = {"bert": BERTConfig}
+    signatures = ("fill_mask",)
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    @classmethod
+    def from_directory(cls, model, metadata, model_dir):
+        from keras_tx.data.wordpiece import load_tokenizer
+
+        if getattr(model, "tokenizer", None) is None:
+            if not os.path.isfile(os.path.join(model_dir, "vocab.txt")):
+                raise ValueError(f"{model_dir} has no tokenizer (vocab.txt is missing).")
+            model.tokenizer = load_tokenizer(model_dir)
+        return cls(model, metadata, model_dir)
+
+    def fill_mask(self, text, top_k=5):
+        """One list per [MASK] of `text` of `top_k` (token, probability) pairs, most likely first."""
+        return self.model.fill_mask(text, top_k=top_k)
+
+    def tokens(self, text):
+        """The tokens the model reads for `text`, [CLS] ... [SEP] (what `fill_mask` encodes)."""
+        ids, _ = self.model.encode_masked(text)
+        return ids, [self.tokenizer.id_to_token(i) for i in ids]
+
+    def scores(self, texts, batch_size=64, seed=1):
+        """Masked-token accuracy and mean loss (nats) per masked token on `texts`, one text per sequence.
+
+        The masks are BERT's (15% of ordinary tokens, 80/10/10) drawn from `seed` in NumPy, so a second run, or a
+        second model with the same tokenizer, is scored on the same positions. Padding slots of the mask positions
+        count for nothing (Keras' weighted loss would average them in as zeros).
+        """
+        from keras_tx.data.masking import mask_token_ids
+        from keras_tx.data.wordpiece import encode_texts, special_token_ids
+
+        tokenizer = self.tokenizer
+        ids = encode_texts(texts, tokenizer, self.metadata.get("sequence_length") or self.model.backbone.max_length)
+        ids = ids["token_ids"]
+        special = special_token_ids(tokenizer)
+        masked, positions, labels, weights = mask_token_ids(ids, special, tokenizer.vocabulary_size(),
+                                                            np.random.default_rng(seed))
+        correct = total = nats = 0.0
+        for start in range(0, len(ids), batch_size):
+            part = slice(start, start + batch_size)
+            features = {"token_ids": masked[part], "segment_ids": np.zeros_like(masked[part]),
+                        "padding_mask": (ids[part] != special["[PAD]"]).astype("int32"),
+                        "mask_positions": positions[part]}
+            logits = np.asarray(self.model.predict_on_batch(features), "float64")  # (B, P, V)
+            correct += float(((logits.argmax(-1) == labels[part]) * weights[part]).sum())
+            nats -= float((log_softmax_pick(logits, labels[part]) * weights[part]).sum())
+            total += float(weights[part].sum())
+        if not total:
+            raise ValueError("No tokens to mask: the texts are empty.")
+        return {"masked_accuracy": correct / total, "masked_loss": nats / total, "masked_tokens": int(total)}
+
+    def evaluate(self, dataset=None, text_file=None, data_dir=None, batches=200, batch_size=12):
+        if not (dataset or text_file or data_dir):
+            raise ValueError("evaluate on a masked LM needs the text: --data-dir (e.g. an SST-2 folder), --dataset "
+                             "or --text-file.")
+        _, validation, source = masked_lm_texts(BERTConfig(dataset=dataset, text_file=text_file, data_dir=data_dir))
+        scores = self.scores(validation)
+        return {"model_dir": self.model_dir, "dataset": source, "validation_texts": len(validation),
+                **{k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}}
+
+    def serving_endpoints(self):
+        from keras_tx import export
+
+        return export.masked_lm_endpoints(self)
+
+    # ------------------------------------------------------------------------------------------- training
+
+    @classmethod
+    def training_data(cls, config):
+        from keras_tx.data.wordpiece import make_wordpiece_tokenizer, train_wordpiece_vocabulary
+
+        train_texts, val_texts, source = masked_lm_texts(config)
+        vocabulary = train_wordpiece_vocabulary(train_texts, config.vocabulary_size)
+        print(f"{source}: {len(train_texts):,} training / {len(val_texts):,} validation texts; "
+              f"WordPiece vocabulary {len(vocabulary):,}.")
+        return types.SimpleNamespace(train_texts=train_texts, val_texts=val_texts, source=source,
+                                     vocabulary=vocabulary, tokenizer=make_wordpiece_tokenizer(vocabulary))
+
+    @classmethod
+    def build(cls, config, data):
+        from keras_tx.models import BERT, BERTMaskedLM
+
+        backbone = BERT(
+            vocabulary_size=len(data.vocabulary), num_layers=config.num_layers, num_heads=config.num_heads,
+            hidden_dim=config.hidden_dim, intermediate_dim=config.intermediate_dim or 4 * config.hidden_dim,
+            max_length=config.sequence_length, dropout=config.dropout,
+        )
+        return BERTMaskedLM(backbone, tokenizer=data.tokenizer)
+
+    @classmethod
+    def compile_arguments(cls, config):
+        return {"weighted_metrics": ["sparse_categorical_accuracy"]}
+
+    @classmethod
+    def validation_data(cls, config, data, model, seed):
+        from keras_tx.data.wordpiece import mlm_dataset
+
+        validation = mlm_dataset(data.val_texts, data.tokenizer, config.sequence_length, config.batch_size,
+                                 shuffle=False, seed=seed)
+        return validation.take(config.eval_batches).cache()
+
+    @classmethod
+    def batches(cls, config, data, model, seed):
+        from keras_tx.data.wordpiece import mlm_dataset
+
+        def batches(start_step):
+            # Masks are drawn afresh every pass; a resumed run continues with new masks from the step it stopped at.
+            return mlm_dataset(data.train_texts, data.tokenizer, config.sequence_length, config.batch_size,
+                               shuffle=True, seed=seed + start_step).repeat()
+
+        return batches
+
+    @classmethod
+    def finish(cls, config, data, model, history):
+        from keras_tx.data.wordpiece import save_tokenizer
+
+        metrics = {
+            "val_loss": final(history, "val_loss"),
+            "val_masked_accuracy": final(history, "val_sparse_categorical_accuracy"),
+            "train_loss": final(history, "loss"),
+            "steps": config.steps,
+        }
+        save_tokenizer(data.tokenizer, config.out)
+        sst2 = "SST-2" in data.source or "sst2" in data.source
+        fields = {
+            "architecture": "bert", "config": model.backbone.get_config(), "tokenizer": "vocab.txt",
+            "dataset": data.source,
+            "split": "the dataset's train / validation split" if sst2 else "first 90% of lines train, last 10% "
+                     "validation",
+            "sequence_length": config.sequence_length,
+            "masking": "15% of tokens selected; of those 80% [MASK], 10% random token, 10% unchanged",
+        }
+        summary = (f"masked-token accuracy {metrics['val_masked_accuracy']:.4f}, val loss {metrics['val_loss']:.4f}")
+        return metrics, fields, summary

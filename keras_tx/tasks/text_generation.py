@@ -1,0 +1,280 @@
+"""Text generation: a character-level language model (GPT, LSTM or RNN) and its tokenizer.
+
+    keras-tx train gpt --text-file input.txt --out runs/gpt       # TextGeneration.configs["gpt"]: GPTConfig
+    keras-tx generate runs/gpt --prompt "ROMEO:" --max-new-tokens 200
+    keras-tx evaluate runs/gpt
+
+The model directory holds model.keras, metadata.json and tokenizer.json (the characters). Training follows
+nanoGPT's train.py: random windows of the first 90% of the characters, evaluation on a fixed set of random
+windows of the last 10% every `eval_interval` steps.
+"""
+
+import dataclasses
+import os
+import types
+
+import numpy as np
+
+from keras_tx import validation
+from keras_tx.config import POSITIVE, TrainingConfig, flag, integer
+from keras_tx.tasks.base import Task, final
+
+
+@dataclasses.dataclass
+class GPTConfig(TrainingConfig):
+    """`keras-tx train gpt`: nanoGPT's CPU "baby GPT" (README, shakespeare_char on a laptop) by default."""
+
+    model: str = "gpt"
+    num_layers: int = flag(4, None, POSITIVE)
+    num_heads: int = flag(4, None, POSITIVE)
+    hidden_dim: int = flag(128, None, POSITIVE)
+    intermediate_dim: int = flag(None, "default 4 * hidden-dim", POSITIVE)
+    context: int = flag(64, "tokens per training window = max length", integer(2))
+
+
+@dataclasses.dataclass
+class LSTMConfig(TrainingConfig):
+    """`keras-tx train lstm` (and `rnn`): a character-level recurrent language model."""
+
+    model: str = "lstm"
+    num_layers: int = flag(1, None, POSITIVE)
+    embedding_dim: int = flag(128, None, POSITIVE)
+    units: int = flag(512, None, POSITIVE)
+    context: int = flag(64, "tokens per training window (backpropagation span)", integer(2))
+
+
+@dataclasses.dataclass
+class RNNConfig(LSTMConfig):
+    model: str = "rnn"
+
+
+def random_window_batches(ids, sequence_length, batch_size, seed, start_step=0, total_steps=None):
+    """tf.data of (x, y) batches of random windows, batch i drawn from a stateless RNG keyed by (seed, i).
+
+    nanoGPT's `get_batch`: every batch picks `batch_size` random offsets. Keying the draw by the global step
+    makes the stream a pure function of the step, so a resumed run continues with exactly the batches an
+    uninterrupted run would have seen.
+    """
+    import tensorflow as tf
+
+    ids = np.asarray(ids, "int32")
+    if len(ids) <= sequence_length + 1:
+        raise ValueError(f"The text has {len(ids)} tokens, too few for windows of {sequence_length} (+1).")
+    tokens = tf.constant(ids)
+    high = len(ids) - sequence_length - 1
+
+    def batch(step):
+        starts = tf.random.stateless_uniform(
+            (batch_size,), seed=tf.stack([tf.cast(seed, tf.int64), step]), maxval=high + 1, dtype=tf.int64
+        )
+        windows = tf.map_fn(
+            lambda s: tf.slice(tokens, [s], [sequence_length + 1]), tf.cast(starts, tf.int32),
+            fn_output_signature=tf.TensorSpec([sequence_length + 1], tf.int32),
+        )
+        return windows[:, :-1], windows[:, 1:]  # (B, T) inputs and next-token targets
+
+    steps = tf.data.Dataset.range(start_step, total_steps) if total_steps else tf.data.Dataset.range(start_step, 2**62)
+    return steps.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+class TextGeneration(Task):
+    """A language model and its character tokenizer: prompt in, continuation out."""
+
+    kind = "language_model"
+    description = "a language model"
+    configs = {"gpt": GPTConfig, "lstm": LSTMConfig, "rnn": RNNConfig}
+    signatures = ("generate",)
+
+    def __init__(self, model, tokenizer, metadata=None, model_dir=None):
+        super().__init__(model, metadata, model_dir)
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def from_directory(cls, model, metadata, model_dir):
+        from keras_tx.data.tokenizers import CharTokenizer
+
+        path = os.path.join(model_dir, metadata.get("tokenizer", "tokenizer.json"))
+        if not os.path.isfile(path):
+            raise ValueError(f"{model_dir} has no tokenizer ({os.path.basename(path)} is missing).")
+        return cls(model, CharTokenizer.load(path), metadata, model_dir)
+
+    @property
+    def context(self):
+        """The most tokens the model reads at once (None: a recurrent model, no limit)."""
+        return getattr(self.model, "max_length", None)
+
+    # -------------------------------------------------------------------------------------------------- use
+
+    def prompt_ids(self, prompt, max_new_tokens):
+        """Token ids of `prompt` ready for generation, and a note if it had to be trimmed to fit the context.
+
+        Raises ValueError for an empty, over-long or non-UTF-8 prompt (`keras_tx.validation`) or characters
+        outside the vocabulary (the tokenizer names them).
+        """
+        prompt = validation.text(prompt, "The prompt", blank_ok=True)
+        validation.integer("max_new_tokens", max_new_tokens, 1, validation.MAX_NEW_TOKENS)
+        ids = np.asarray(self.tokenizer.encode(prompt), "int32")
+        note, context = None, self.context
+        if context is not None:
+            room = max(context - min(max_new_tokens, context // 2), 1)
+            if len(ids) > room:
+                note = f"The prompt has {len(ids)} tokens; only its last {room} fit the model's context of {context}."
+                ids = ids[-room:]
+        return ids, note
+
+    def generate_ids(self, prompt_ids, max_new_tokens, **sampling):
+        """`prompt_ids` and `max_new_tokens` more tokens, past the model's context if need be (`sampling`:
+        `keras_tx.generation.generate`'s sampler, temperature, top_k, top_p, num_beams, seed)."""
+        context = self.context
+        tokens = np.asarray(prompt_ids, "int32")
+        remaining = max_new_tokens
+        seed, chunk_index = sampling.pop("seed", None), 0
+        while remaining > 0:
+            # A fixed seed gives one reproducible stream, not the same random draws repeated in every chunk.
+            sampling["seed"] = None if seed is None else seed + chunk_index
+            chunk_index += 1
+            if context is None:
+                chunk, window = remaining, tokens
+            else:
+                chunk = min(remaining, context // 2)
+                window = tokens[-(context - chunk):]
+            out = self.model.generate(window, max_new_tokens=chunk, **sampling)
+            new = np.asarray(out)[len(window):]
+            tokens = np.concatenate([tokens, new])
+            remaining -= chunk
+            if len(new) < chunk:  # a stop token ended it
+                break
+        return tokens
+
+    def stream(self, prompt_ids, max_new_tokens, **sampling):
+        """Yield (text, number of tokens) as the tokens come (beam search: all at once, at the end)."""
+        if sampling.get("sampler") == "beam" or not hasattr(self.model, "generate_stream"):
+            tokens = self.generate_ids(prompt_ids, max_new_tokens, **sampling)
+            new = tokens[len(prompt_ids):]
+            yield self.tokenizer.decode(new), len(new)
+            return
+        context = self.model.max_length
+        tokens = list(np.asarray(prompt_ids, "int32"))
+        seed = sampling.pop("seed", None)
+        remaining, chunk_index = max_new_tokens, 0
+        while remaining > 0:
+            chunk = min(remaining, context // 2)
+            window = np.asarray(tokens[-(context - chunk):], "int32")
+            chunk_seed = None if seed is None else seed + chunk_index
+            produced = 0
+            for token in self.model.generate_stream(window, chunk, seed=chunk_seed, **sampling):
+                tokens.append(token)
+                produced += 1
+                yield self.tokenizer.decode([token]), 1
+            remaining -= chunk
+            chunk_index += 1
+            if produced < chunk:  # a stop token ended it
+                return
+
+    def generate(self, prompt, max_new_tokens=200, **sampling):
+        """The prompt (its part that fits) and its continuation, as text."""
+        ids, _ = self.prompt_ids(prompt, max_new_tokens)
+        return self.tokenizer.decode(self.generate_ids(ids, max_new_tokens, **sampling))
+
+    def training_text(self):
+        """The text the model was trained on, from metadata.json's "dataset" (a file, a tfds name, or the built-in
+        text), for `evaluate` without data arguments."""
+        from keras_tx.data.text import load_text
+
+        source = self.metadata.get("dataset")
+        if source in (None, "pydoc_topics"):
+            return load_text()
+        if os.path.isfile(source):
+            return load_text(text_file=source)
+        if os.path.sep in source or source.endswith(".txt"):
+            raise ValueError(f"The model was trained on {source}, which is not here: give --text-file, --data-dir "
+                             "or --dataset.")
+        return load_text(dataset=source)
+
+    def evaluate(self, dataset=None, text_file=None, data_dir=None, batches=200, batch_size=12):
+        """Mean next-token loss on `batches` random windows of the last 10% of the text (seed 1)."""
+        import keras
+
+        from keras_tx.data.text import load_text, split_text
+
+        if dataset or text_file or data_dir:
+            text = load_text(dataset=dataset, text_file=text_file, data_dir=data_dir)
+        else:  # the data the model was trained on
+            text = self.training_text()
+        _, val_text = split_text(text, 0.1)
+        context = self.metadata.get("context") or self.context or 64
+        val = random_window_batches(self.tokenizer.encode(val_text), context, batch_size, seed=1, total_steps=batches)
+        self.model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        loss = self.model.evaluate(val, verbose=0, return_dict=True)["loss"]
+        return {"model_dir": self.model_dir, "val_loss": round(float(loss), 4), "batches": batches}
+
+    def serving_endpoints(self):
+        from keras_tx import export
+
+        return export.language_model_endpoints(self)
+
+    # ------------------------------------------------------------------------------------------- training
+
+    @classmethod
+    def training_data(cls, config):
+        from keras_tx.data.text import load_text, split_text
+        from keras_tx.data.tokenizers import CharTokenizer
+
+        text = load_text(dataset=config.dataset, text_file=config.text_file, data_dir=config.data_dir,
+                         download=config.download)
+        train_text, val_text = split_text(text, 0.1)
+        tokenizer = CharTokenizer.from_text(text)
+        train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
+        print(f"{len(text):,} characters, vocabulary {tokenizer.vocabulary_size}; "
+              f"train {len(train_ids):,} / validation {len(val_ids):,} tokens (first 90% / last 10%).")
+        return types.SimpleNamespace(tokenizer=tokenizer, train_ids=train_ids, val_ids=val_ids,
+                                     validation_steps=config.eval_batches)
+
+    @classmethod
+    def build(cls, config, data):
+        from keras_tx.models import GPT, RNNLanguageModel
+
+        vocabulary_size = data.tokenizer.vocabulary_size
+        if config.model == "gpt":
+            model = GPT(vocabulary_size=vocabulary_size, num_layers=config.num_layers, num_heads=config.num_heads,
+                        hidden_dim=config.hidden_dim, intermediate_dim=config.intermediate_dim or 4 * config.hidden_dim,
+                        max_length=config.context, dropout=config.dropout)
+        else:
+            model = RNNLanguageModel(vocabulary_size=vocabulary_size, cell=config.model,
+                                     embedding_dim=config.embedding_dim, units=config.units,
+                                     num_layers=config.num_layers, dropout=config.dropout)
+        model(np.zeros((1, config.context), "int32"))
+        return model
+
+    @classmethod
+    def validation_data(cls, config, data, model, seed):
+        return random_window_batches(data.val_ids, config.context, config.batch_size, seed + 1,
+                                     total_steps=config.eval_batches)
+
+    @classmethod
+    def batches(cls, config, data, model, seed):
+        return lambda start_step: random_window_batches(data.train_ids, config.context, config.batch_size, seed,
+                                                        start_step, config.steps)
+
+    @classmethod
+    def save_preprocessing(cls, out, data):
+        data.tokenizer.save(os.path.join(out, "tokenizer.json"))
+
+    @classmethod
+    def finish(cls, config, data, model, history):
+        metrics = {
+            "val_loss": final(history, "val_loss"),
+            "train_loss": final(history, "loss"),
+            "best_val_loss": min((r["val_loss"] for r in history if "val_loss" in r), default=None),
+            "steps": config.steps,
+        }
+        dataset = (config.text_file or config.dataset or (config.data_dir and f"{config.data_dir}/input.txt")
+                   or "pydoc_topics")
+        fields = {
+            "architecture": config.model, "config": model.get_config(), "tokenizer": "tokenizer.json",
+            "dataset": dataset, "split": "first 90% of characters train, last 10% validation",
+            "context": config.context, "batch_size": config.batch_size,
+        }
+        summary = (f"val loss {metrics['val_loss']:.4f} (train {metrics['train_loss']:.4f}) after {config.steps} "
+                   "steps")
+        return metrics, fields, summary

@@ -1,0 +1,204 @@
+"""Translation: the encoder-decoder Transformer (`Seq2SeqTransformer`) and its two WordPiece tokenizers.
+
+    keras-tx train transformer --data-dir multi30k --out runs/de_en    # Translation.configs["transformer"]
+    keras-tx translate runs/de_en "Ein Mann fährt Fahrrad."
+    keras-tx evaluate runs/de_en                                        # test BLEU, greedy and beam 4
+
+The model directory holds model.keras, source_vocab.txt, target_vocab.txt and translator.json (casing) as
+`keras_tx.data.translation.Translator.save` writes them, and metadata.json. Training ends with the test BLEU of
+greedy translations of the first `--bleu-sentences` test pairs.
+"""
+
+import dataclasses
+import os
+import types
+
+from keras_tx.config import POSITIVE, TrainingConfig, default, flag, integer, number
+from keras_tx.tasks.base import Task, chain_epochs, epochs_schedule, final
+
+
+@dataclasses.dataclass
+class TransformerConfig(TrainingConfig):
+    """`keras-tx train transformer`: a seq2seq Transformer translator (default data: German->English number words)."""
+
+    model: str = "transformer"
+    source: str = flag("de", "source language: file suffix or tfds feature")
+    target: str = flag("en", "target language")
+    num_layers: int = flag(3, "encoder blocks, and as many decoder blocks", POSITIVE)
+    num_heads: int = flag(8, None, POSITIVE)
+    hidden_dim: int = flag(256, None, POSITIVE)
+    intermediate_dim: int = flag(None, "default 2 * hidden-dim", POSITIVE)
+    max_length: int = flag(40, "source and target pieces kept", integer(2))
+    vocabulary_size: int = flag(8000, "upper bound per language", integer(16))
+    label_smoothing: float = flag(0.1, None, number(0, 0.99))
+    epochs: int = flag(15, None, POSITIVE)
+    max_pairs: int = flag(None, "use only the first N training pairs", POSITIVE)
+    bleu_sentences: int = flag(1000, "test pairs translated (greedy) for BLEU at the end; 0: none", integer(0))
+    batch_size: int = default("batch_size", 128)
+    steps: int = default("steps", None)
+    eval_interval: int = default("eval_interval", None)
+    learning_rate: float = default("learning_rate", 5e-4)
+    min_learning_rate: float = default("min_learning_rate", 1e-5)
+    warmup_steps: int = default("warmup_steps", 450)
+    weight_decay: float = default("weight_decay", 0.01)
+    beta2: float = default("beta2", 0.98)
+    dropout: float = default("dropout", 0.1)
+
+
+def translation_pairs(config, split):
+    """(pairs, description) of one split: line-aligned files or a TSV (--data-dir / --text-file), a tfds
+    dataset (--dataset), or the generated German->English number words (no data given)."""
+    from keras_tx.data.translation import load_parallel, numeral_pairs
+
+    if config.dataset:
+        pairs = load_parallel(config.data_dir, config.source, config.target, split, tfds_name=config.dataset,
+                              download=config.download)
+        return pairs, f"tfds {config.dataset} ({config.source}->{config.target})"
+    path = config.text_file or config.data_dir
+    if path is None:
+        count = config.max_pairs if split == "train" else None
+        return numeral_pairs(split, count), "German->English number words (keras_tx.data.translation.numeral_pairs)"
+    if os.path.isfile(path):  # one TSV: 90% / 5% / 5%, in file order
+        pairs = load_parallel(path)
+        cut1, cut2 = int(0.9 * len(pairs)), int(0.95 * len(pairs))
+        return {"train": pairs[:cut1], "validation": pairs[cut1:cut2], "test": pairs[cut2:]}[split], path
+    return load_parallel(path, config.source, config.target, split), f"{path} ({config.source}->{config.target})"
+
+
+class Translation(Task):
+    """A seq2seq Transformer with its tokenizers: texts in the source language in, translations out."""
+
+    kind = "translation"
+    description = "a translation model"
+    configs = {"transformer": TransformerConfig}
+    signatures = ("translate",)
+
+    def __init__(self, model, translator, metadata=None, model_dir=None):
+        super().__init__(model, metadata, model_dir)
+        self.translator = translator
+
+    @classmethod
+    def load(cls, model_dir):
+        """The task of a translation directory, also one that `Translator.save` wrote alone (no metadata.json)."""
+        from keras_tx import artifacts
+
+        if (not os.path.isfile(os.path.join(model_dir, artifacts.METADATA_FILE))
+                and os.path.isfile(os.path.join(model_dir, "source_vocab.txt"))):
+            from keras_tx.data.translation import Translator
+
+            translator = Translator.load(model_dir)
+            return cls(translator.model, translator, {"kind": cls.kind}, model_dir)
+        return super().load(model_dir)
+
+    @classmethod
+    def from_directory(cls, model, metadata, model_dir):
+        from keras_tx.data.translation import Translator, load_translation_tokenizers
+
+        return cls(model, Translator(model, *load_translation_tokenizers(model_dir)), metadata, model_dir)
+
+    def translate(self, texts, sampler="greedy", num_beams=4, truncate=False, batch_size=64):
+        """The translation of one text (a string) or of a list of at most 64 (a list)."""
+        return self.translator.translate(texts, sampler=sampler, num_beams=num_beams, truncate=truncate,
+                                         batch_size=batch_size)
+
+    def evaluate(self, dataset=None, text_file=None, data_dir=None, batches=200, batch_size=12):
+        """Test BLEU of greedy and 4-beam translations."""
+        source, target = self.metadata.get("languages", ("de", "en"))
+        config = TransformerConfig(dataset=dataset, text_file=text_file, data_dir=data_dir, source=source,
+                                   target=target)
+        pairs, description = translation_pairs(config, "test")
+        scores = {sampler: self.translator.evaluate_bleu(pairs, sampler=sampler) for sampler in ("greedy", "beam")}
+        return {"model_dir": self.model_dir, "dataset": description, "test_pairs": len(pairs),
+                "bleu_greedy": round(float(scores["greedy"]), 2), "bleu_beam4": round(float(scores["beam"]), 2)}
+
+    def serving_endpoints(self):
+        from keras_tx import export
+
+        return export.translation_endpoints(self)
+
+    # ------------------------------------------------------------------------------------------- training
+
+    @classmethod
+    def training_data(cls, config):
+        from keras_tx.data.translation import train_translation_tokenizers
+
+        train_pairs, source = translation_pairs(config, "train")
+        train_pairs = train_pairs[: config.max_pairs] if config.max_pairs else train_pairs
+        val_pairs, _ = translation_pairs(config, "validation")
+        test_pairs, _ = translation_pairs(config, "test")
+        source_tokenizer, target_tokenizer = train_translation_tokenizers(
+            train_pairs, config.vocabulary_size, config.vocabulary_size)
+        print(f"{source}: {len(train_pairs):,} train / {len(val_pairs):,} validation / {len(test_pairs):,} test "
+              f"pairs; vocabularies {source_tokenizer.vocabulary_size():,} / "
+              f"{target_tokenizer.vocabulary_size():,} pieces.")
+        return types.SimpleNamespace(train=train_pairs, validation=val_pairs, test=test_pairs, source=source,
+                                     tokenizers=(source_tokenizer, target_tokenizer))
+
+    @classmethod
+    def schedule(cls, config, data):
+        return epochs_schedule(config, len(data.train), "pairs")
+
+    @classmethod
+    def build(cls, config, data):
+        from keras_tx.models import Seq2SeqTransformer
+
+        source_tokenizer, target_tokenizer = data.tokenizers
+        return Seq2SeqTransformer(
+            source_tokenizer.vocabulary_size(), target_tokenizer.vocabulary_size(), num_layers=config.num_layers,
+            num_heads=config.num_heads, hidden_dim=config.hidden_dim,
+            intermediate_dim=config.intermediate_dim or 2 * config.hidden_dim, max_source_length=config.max_length,
+            max_target_length=config.max_length, dropout=config.dropout,
+        )
+
+    @classmethod
+    def compile_arguments(cls, config):
+        from keras_tx.models import MaskedCrossentropy, masked_accuracy
+
+        return {"loss": MaskedCrossentropy(label_smoothing=config.label_smoothing), "metrics": [masked_accuracy]}
+
+    @classmethod
+    def validation_data(cls, config, data, model, seed):
+        from keras_tx.data.translation import translation_dataset
+
+        return translation_dataset(data.validation, *data.tokenizers, config.max_length, config.max_length,
+                                   config.batch_size, shuffle=False)
+
+    @classmethod
+    def batches(cls, config, data, model, seed):
+        from keras_tx.data.translation import translation_dataset
+
+        _, steps_per_epoch = cls.schedule(config, data)
+        return chain_epochs(
+            lambda e: translation_dataset(data.train, *data.tokenizers, config.max_length, config.max_length,
+                                          config.batch_size, seed=seed + e, drop_remainder=True),
+            steps_per_epoch, config.epochs,
+        )
+
+    @classmethod
+    def save_preprocessing(cls, out, data):
+        from keras_tx.data.translation import save_translation_tokenizers
+
+        save_translation_tokenizers(out, *data.tokenizers)
+
+    @classmethod
+    def finish(cls, config, data, model, history):
+        from keras_tx.data.translation import Translator
+
+        metrics = {
+            "val_loss": final(history, "val_loss"),
+            "val_token_accuracy": final(history, "val_masked_accuracy"),
+            "train_loss": final(history, "loss"),
+            "epochs": config.epochs,
+        }
+        if config.bleu_sentences:
+            scored = data.test[: config.bleu_sentences]
+            bleu = Translator(model, *data.tokenizers).evaluate_bleu(scored)
+            metrics.update(test_bleu_greedy=round(float(bleu), 2), test_bleu_sentences=len(scored))
+        fields = {
+            "architecture": "seq2seq_transformer", "config": model.get_config(),
+            "tokenizer": "source_vocab.txt, target_vocab.txt", "dataset": data.source,
+            "split": "the corpus's train / validation / test splits", "languages": [config.source, config.target],
+            "label_smoothing": config.label_smoothing,
+        }
+        bleu_text = f", test BLEU {metrics['test_bleu_greedy']:.2f} (greedy)" if "test_bleu_greedy" in metrics else ""
+        return metrics, fields, f"val loss {metrics['val_loss']:.4f}{bleu_text}"
