@@ -34,8 +34,9 @@ PNG/JPEG/GIF/BMP, or over 25 megapixels by its header (checked before it is deco
 texts gets an empty answer.
 
 - `generate`: temperature 0 is greedy decoding (the same tokens as `keras-tx generate --sampler greedy`); above 0
-  each token is drawn from softmax(logits / temperature) with `tf.random.stateless_categorical`, keyed by (seed,
-  step): the same seed gives the same text. A GPT continues past its context in chunks, re-reading the last
+  each token is drawn from softmax(logits / temperature) by keras_tx.generation's own loop, whose random numbers
+  are a hash of (seed, step): the same seed gives the same text, and the text of `keras-tx generate --sampler
+  random` with that seed and temperature. A GPT continues past its context in chunks, re-reading the last
   half-context, as `keras-tx generate` does.
 - `fill_mask`: top_k above the vocabulary size gives the whole vocabulary; a text longer than the model's
   max_length is an InvalidArgument error that says so.
@@ -61,6 +62,7 @@ import shutil
 
 import tensorflow as tf
 
+from keras_tx import generation, sampling
 from keras_tx import graph_checks as guard
 from keras_tx import validation
 
@@ -294,59 +296,24 @@ class WordPiece(tf.Module):
 # ------------------------------------------------------------------------------------------ language models
 
 
-def _last_logits(logits):
-    return tf.cast(logits[:, -1], tf.float32)  # (B, V): the prediction after the last position
-
-
-def _next_token(logits, temperature, seed, step):
-    """(1, V) logits -> the next token (scalar): argmax when temperature <= 0, else a seeded draw."""
-    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    scale = tf.where(temperature > 0, temperature, 1.0)
-    seeds = tf.stack([seed, tf.cast(step, tf.int64)])  # stateless: the draw at `step` depends on (seed, step) only
-    drawn = tf.random.stateless_categorical(logits / scale, 1, seed=seeds, dtype=tf.int32)[:, 0]
-    return tf.where(temperature > 0, drawn, greedy)[0]
-
-
-def _decode(model, window, steps, first_step, temperature, seed):
-    """`steps` new tokens after the 1-D `window`: one prefill, then one cached model step per token."""
-    window = window[None]  # (1, W)
-    length = tf.shape(window)[1]
-    cache = model.initial_cache(1, length + steps)
-    logits, _, cache = model.call_with_cache(window, cache, 0)
-
-    def body(index, logits, cache, tokens):
-        token = _next_token(logits, temperature, seed, first_step + index)
-        tokens = tokens.write(index, token)
-        # The last round runs one model step whose logits are not used: it keeps the loop body uniform.
-        logits, _, cache = model.call_with_cache(tf.reshape(token, [1, 1]), cache, length + index)
-        return index + 1, _last_logits(logits), cache, tokens
-
-    tokens = tf.TensorArray(tf.int32, size=steps, element_shape=[])
-    state = (tf.constant(0), _last_logits(logits), cache, tokens)
-    _, _, _, tokens = tf.while_loop(lambda index, *_: index < steps, body, state)
-    return tokens.stack()
-
-
 def _generate_ids(model, prompt_ids, new_tokens, temperature, seed):
-    """prompt ids (P,) -> prompt + `new_tokens` ids, as `TextGeneration.generate_ids` makes them.
-
-    A GPT sees at most `max_length` positions: it generates in chunks of at most half its context, each chunk
-    reading the last (context - chunk) tokens. A recurrent model has no limit and runs in one chunk.
+    """prompt ids (P,) -> prompt + `new_tokens` ids, as `keras_tx.generation.generate_long` makes them with the
+    sampler "random" (temperature 0: greedy) and this seed: the same chunks past a GPT's context
+    (`generation.next_chunk`), the same loop (`generation.sample_loop`, traced here as graph ops) and so the same
+    random numbers. A recurrent model has no context and runs in one chunk.
     """
     context = getattr(model, "max_length", None)
-    if context is None:
-        return tf.concat([prompt_ids, _decode(model, prompt_ids, new_tokens, 0, temperature, seed)], 0)
-    half = max(context // 2, 1)
-    prompt_length = tf.size(prompt_ids)
+    settings, seed = sampling.settings("random", temperature), sampling.seed_words(seed)
 
-    def body(tokens, remaining):
-        chunk = tf.minimum(remaining, half)
-        window = tokens[tf.maximum(tf.size(tokens) - (context - chunk), 0):]
-        new = _decode(model, window, chunk, tf.size(tokens) - prompt_length, temperature, seed)
-        return tf.concat([tokens, new], 0), remaining - chunk
+    def body(tokens, done):
+        chunk, start = generation.next_chunk(context, tf.size(tokens), new_tokens - done)
+        window = tokens[start:][None]  # (1, W)
+        cache = model.initial_cache(1, tf.size(window) + chunk)
+        out, _ = generation.sample_loop(model.call_with_cache, window, cache, chunk, seed, settings, done)
+        return tf.concat([tokens, out[0, tf.size(window):]], 0), done + chunk
 
     tokens, _ = tf.while_loop(
-        lambda tokens, remaining: remaining > 0, body, (prompt_ids, new_tokens),
+        lambda tokens, done: done < new_tokens, body, (prompt_ids, tf.constant(0)),
         shape_invariants=(tf.TensorShape([None]), tf.TensorShape([])),
     )
     return tokens
@@ -574,30 +541,6 @@ def target_texts(wordpiece, tokens, end_id):
     return tf.strings.strip(texts)
 
 
-def _greedy_translation(model, source_ids, start_id, end_id, steps):
-    """Greedy decoding with the self-attention cache: target ids (B, steps), 0 after [END]."""
-    batch = tf.shape(source_ids)[0]
-    memory, padding_mask, cross_cache = model._encoder_state(source_ids)  # once per source
-    column = tf.range(steps)[None, :]
-
-    def body(index, token, tokens, cache, done):
-        logits, _, cache = model.call_with_cache(token[:, None], cache, index, memory, padding_mask, cross_cache)
-        token = tf.argmax(tf.cast(logits[:, -1], tf.float32), axis=-1, output_type=tf.int32)
-        token = tf.where(done, 0, token)  # a finished translation is padded
-        tokens = tf.where(column == index, token[:, None], tokens)
-        return index + 1, token, tokens, cache, done | tf.equal(token, end_id)
-
-    def cond(index, token, tokens, cache, done):
-        return (index < steps) & tf.logical_not(tf.reduce_all(done))
-
-    state = (
-        tf.constant(0), tf.fill([batch], start_id), tf.zeros([batch, steps], tf.int32),
-        model.initial_cache(batch, steps), tf.zeros([batch], tf.bool),
-    )
-    _, _, tokens, _, _ = tf.while_loop(cond, body, state)
-    return tokens
-
-
 def translation_endpoints(task):
     """The signatures of a translation task (`keras_tx.tasks.Translation`)."""
     translator = task.translator
@@ -621,7 +564,7 @@ def translation_endpoints(task):
             tf.reduce_all(lengths <= max_source_length),
             f"The text has more pieces than the model's max_source_length={max_source_length}: shorten it."),
             guard.require(tf.reduce_all(known), validation.NO_KNOWN_WORD + "."))
-        tokens = _greedy_translation(model, pieces, start_id, end_id, steps)
+        tokens, _ = model.decoding_loop(pieces, steps, "greedy", 1, start_id, end_id)
         return {"translation": target_texts(target, tokens, end_id), "token_ids": tokens}
 
     endpoints = [

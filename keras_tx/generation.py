@@ -1,40 +1,31 @@
-"""Autoregressive decoding: the loop that turns a next-token model into a text generator, and its samplers.
+"""Autoregressive decoding: the loops that turn a next-token model into a text generator or a translator.
 
 A causal language model gives, for every position, a distribution over the next token. Generation feeds the
 prompt once ("prefill"), picks a token from the last distribution, appends it, and repeats. Two things make
-that fast:
+that fast: the key/value cache (each step runs the model on the one new token only, reusing the keys and
+values of all earlier positions: O(t) work per step instead of O(t^2)), and compilation: the whole loop is
+one XLA program, `tf.function(jit_compile=True)` under TensorFlow and `jax.jit` under JAX, traced once per
+model, program (greedy; the three random samplers; beam search with a number of beams), batch size, prompt
+length and max_new_tokens. Temperature, top_k, top_p, the stop token, the seed and the length penalty are
+data of the program: changing them does not recompile (`trace_count`). Other backends run it uncompiled.
 
-- the key/value cache: each step runs the model on the one new token only, reusing the keys and values of
-  all earlier positions (O(t) work per step instead of re-running the whole prefix, O(t^2));
-- compilation: the whole loop (prefill, then a `while_loop` of single-token steps) is one XLA program,
-  `tf.function(jit_compile=True)` under TensorFlow and `jax.jit` under JAX, traced once per model, program
-  (greedy; the three random samplers; beam search with a number of beams), batch size, prompt length and
-  max_new_tokens, and reused after that. Temperature, top_k, top_p, the stop token and the random numbers
-  are arguments of the program, so changing them does not recompile (`trace_count` shows it). Other
-  backends run the same loop uncompiled.
+The two loops, `sample_loop` (greedy and the random samplers of `keras_tx.sampling`) and `beam_loop`, are
+written in `keras.ops` over one step function, as keras-hub's samplers are:
 
-A model is decodable when it has
+    next(token_ids, cache, cache_update_index) -> (logits, hidden_states, cache)
 
-    model.call_with_cache(token_ids, cache, cache_update_index) -> (logits, hidden_states, cache)
-    model.initial_cache(batch_size, length) -> an all-zero cache for `length` positions
-    model.max_length -> the longest sequence it takes, or None (an RNN)
+runs the tokens at positions index..index+T-1 and returns the updated cache, any nest of tensors (a seq2seq
+model carries its encoder state in it). A model's `call_with_cache` is such a step. They serve the GPT, RNN
+language model and image GPT (`generate`: a model with `call_with_cache`, `initial_cache(batch, length)` and
+`max_length`, None for an RNN), the seq2seq Transformer (`Seq2SeqTransformer.translate_ids`) and the exported
+signatures (keras_tx.export traces them as TensorFlow graph ops). The random numbers are a hash of (seed,
+step, row) (`keras_tx.sampling.uniforms`) computed in the loop: a seed gives the same tokens on every backend,
+compiled or not, and in the exported graph.
 
-`keras_tx.models.GPT` and `keras_tx.models.RNNLanguageModel` have them.
-
-Samplers (`sampler=`):
-    "greedy"   the most likely token.
-    "random"   a draw from softmax(logits / temperature).
-    "top_k"    a draw among the `top_k` most likely tokens.
-    "top_p"    a draw from the smallest set of most likely tokens whose probability adds up to `top_p`
-               (nucleus sampling).
-    "beam"     beam search: keep the `num_beams` sequences with the highest sum of log-probabilities and
-               return the best. All beams have the same length, so the plain sum equals the length-normalised
-               score; with `stop_token_id` a finished beam keeps its score and is extended by the stop token
-               (the plain sum, which favours beams that finish early). Temperature is ignored.
-
-Random draws use one uniform number per sequence and step, drawn with numpy from `seed` before the loop and
-mapped to a token by inverting the cumulative distribution: the same seed gives the same tokens, on every
-backend, compiled or not.
+Beam search keeps the `num_beams` hypotheses with the best summed log-probability divided by
+length ** length_penalty (the length counts the new tokens up to the stop token); a finished hypothesis keeps
+its score and length and is extended by a padding token at no cost. `generate` uses length_penalty 0, the plain
+sum (which, with a stop token, favours beams that finish early); `translate_ids` 1 by default.
 """
 
 import numpy as np
@@ -42,99 +33,10 @@ import numpy as np
 import keras
 from keras import ops
 
-from keras_tx import validation
-
-SAMPLERS = ("greedy", "random", "top_k", "top_p", "beam")
-DEFAULT_TOP_K = 10
-DEFAULT_TOP_P = 0.9
-DEFAULT_NUM_BEAMS = 4
-
-
-# --------------------------------------------------------------------------------------------- samplers
-
-
-def filter_logits(logits, top_k=None, top_p=None):
-    """Keep the `top_k` most likely tokens of each row, then the smallest set of those whose probability
-    reaches `top_p` (the nucleus); set the other logits to -inf.
-
-    The most likely token is always kept, so every row stays a distribution. `top_k` and `top_p` may be
-    tensors: the compiled loop passes them as data, so changing them does not recompile.
-
-    Args:
-        logits: (B, V).
-        top_k: tokens kept (None: all).
-        top_p: probability mass kept, in (0, 1] (None: all).
-
-    Example:
-    >>> logits = keras.ops.log(keras.ops.convert_to_tensor([[0.2, 0.5, 0.3]]))
-    >>> keras.ops.convert_to_numpy(keras.ops.isfinite(filter_logits(logits, top_k=2))).tolist()
-    [[False, True, True]]
-    >>> keras.ops.convert_to_numpy(keras.ops.isfinite(filter_logits(logits, top_p=0.7))).tolist()
-    [[False, True, True]]
-    """
-    vocabulary_size = logits.shape[-1]
-    sorted_logits = ops.top_k(logits, vocabulary_size)[0]  # (B, V), descending
-    rank = ops.arange(vocabulary_size, dtype="int32")[None, :]  # (1, V)
-    keep = ops.ones_like(sorted_logits, dtype="bool")
-    if top_k is not None:
-        keep = rank < ops.cast(top_k, "int32")
-    if top_p is not None:
-        probabilities = ops.softmax(ops.where(keep, sorted_logits, float("-inf")), axis=-1)
-        mass_before = ops.cumsum(probabilities, axis=-1) - probabilities
-        keep = ops.logical_and(keep, mass_before < ops.cast(top_p, "float32"))
-    # Both rules keep a prefix of the sorted row: the smallest logit kept is the threshold.
-    kept = ops.maximum(ops.sum(ops.cast(keep, "int32"), axis=-1, keepdims=True), 1)  # (B, 1)
-    threshold = ops.take_along_axis(sorted_logits, kept - 1, axis=-1)
-    return ops.where(logits >= threshold, logits, float("-inf"))
-
-
-def sample_from_probabilities(probabilities, uniform):
-    """Draw one token per row: the first index whose cumulative probability reaches `uniform` (in (0, 1]).
-
-    Inverting the cumulative distribution needs one random number per row, so the randomness can be drawn
-    up front (see the module docstring). Zero-probability tokens are never drawn.
-
-    Example:
-    >>> probabilities = keras.ops.convert_to_tensor([[0.25, 0.0, 0.75]])
-    >>> keras.ops.convert_to_numpy(sample_from_probabilities(probabilities, keras.ops.convert_to_tensor([0.5])))
-    array([2], dtype=int32)
-    """
-    cumulative = ops.cumsum(ops.cast(probabilities, "float32"), axis=-1)  # (B, V)
-    target = ops.cast(uniform, "float32")[:, None] * cumulative[:, -1:]  # (B, 1), scaled in case sum != 1
-    token = ops.sum(ops.cast(cumulative < target, "int32"), axis=-1)
-    return ops.minimum(token, probabilities.shape[-1] - 1)
-
-
-def next_token(logits, uniform, sampler="greedy", temperature=1.0, top_k=None, top_p=None):
-    """One token per row of `logits` (B, V) with one of the samplers "greedy", "random", "top_k", "top_p".
-
-    Args:
-        logits: (B, V) next-token logits.
-        uniform: (B,) numbers in (0, 1], the randomness of this step (unused by "greedy").
-        sampler: which rule picks the token.
-        temperature: logits are divided by it before sampling (< 1 sharper, > 1 flatter).
-        top_k, top_p: the parameters of the "top_k" and "top_p" samplers (ignored by the others).
-
-    Returns:
-        (B,) int32 token ids.
-
-    Example:
-    >>> logits = keras.ops.convert_to_tensor([[0.0, 2.0, 1.0]])
-    >>> int(next_token(logits, keras.ops.ones((1,)), "greedy")[0])
-    1
-    """
-    if sampler == "greedy":
-        return ops.cast(ops.argmax(ops.cast(logits, "float32"), axis=-1), "int32")
-    if sampler not in ("random", "top_k", "top_p"):
-        raise ValueError(f"Unknown sampler {sampler!r}; expected one of {SAMPLERS}.")
-    return _sample(logits, uniform, *_settings(sampler, temperature, top_k, top_p))
-
-
-def _sample(logits, uniform, temperature, top_k, top_p):
-    """A draw from softmax(filter(logits / temperature)): "random", "top_k" and "top_p" are one program."""
-    logits = filter_logits(ops.cast(logits, "float32") / ops.cast(temperature, "float32"), top_k, top_p)
-    return ops.cast(sample_from_probabilities(ops.softmax(logits, axis=-1), uniform), "int32")
-
+from keras_tx import sampling, validation
+# The samplers, as this module exported them before keras_tx.sampling:
+from keras_tx.sampling import (DEFAULT_NUM_BEAMS, DEFAULT_TOP_K, DEFAULT_TOP_P, SAMPLERS,  # noqa: F401
+                               filter_logits, next_token, sample_from_probabilities)
 
 # ------------------------------------------------------------------------------------------- the loops
 
@@ -143,74 +45,106 @@ def _last_logits(logits):
     return ops.cast(logits[:, -1], "float32")  # (B, V): the prediction after the last position
 
 
-def _choose(logits, uniform, greedy, settings):
-    """The next token (B,): argmax, or a draw with settings = (temperature, top_k, top_p) as tensors."""
-    if greedy:
-        return next_token(logits, uniform, "greedy")
-    return _sample(logits, uniform, *settings)
+def _advance(next, token_ids, cache, position, more, previous, read=_last_logits):
+    """`read`(the logits of one step of `token_ids`) and the cache, when `more`; else `previous` and `cache`
+    unchanged: the loops skip the step after their last token, whose output nothing reads."""
+
+    def step():
+        logits, _, new_cache = next(token_ids, cache, position)
+        return read(logits), new_cache
+
+    return ops.cond(more, step, lambda: (previous, cache))
 
 
-def _sampling_loop(model, prompt, uniforms, settings, stop_token_id, greedy, steps):
-    """Prefill, then `steps` single-token steps. Returns (tokens (B, P + steps), steps actually run)."""
-    batch, prompt_length = prompt.shape
-    cache = model.initial_cache(batch, prompt_length + steps)
-    logits, _, cache = model.call_with_cache(prompt, cache, 0)
+def sample_loop(next, prompt, cache, steps, seed=None, settings=None, first_step=0, stop_token_id=-1,
+                pad_token_id=None):
+    """Prefill, then up to `steps` single-token steps, each choosing a token (`keras_tx.sampling.choose`).
+
+    Args:
+        next: the step function (module docstring), e.g. `model.call_with_cache`.
+        prompt: (B, P) int32 tokens; the prefill runs them at positions 0..P-1.
+        cache: the cache `next` takes, with room for P + steps - 1 positions.
+        steps: how many tokens to choose (a Python int, or a scalar tensor in a TensorFlow graph).
+        seed: (2,) uint32 (`sampling.seed_words`); unused when greedy.
+        settings: (temperature, top_k, top_p) from `sampling.settings`, or None for greedy decoding.
+        first_step: the counter of the first step's random numbers (`sampling.uniforms`): a continuation
+            passes the number of tokens generated before it, so that it draws the numbers of those steps.
+        stop_token_id: a sequence is done once it chooses it; the loop ends when all are (-1: none).
+        pad_token_id: what a done sequence gets after it (default: the stop token).
+
+    Returns:
+        (tokens (B, P + steps): the prompt then the chosen tokens, the number of steps run).
+    """
+    batch, prompt_length = ops.shape(prompt)[0], ops.shape(prompt)[1]
+    pad = stop_token_id if pad_token_id is None else pad_token_id
+    logits, _, cache = next(prompt, cache, 0)
     tokens = ops.concatenate([prompt, ops.zeros((batch, steps), "int32")], axis=1)  # (B, P + steps)
 
     def cond(index, tokens, cache, logits, done):
         return ops.logical_and(index < steps, ops.logical_not(ops.all(done)))
 
     def body(index, tokens, cache, logits, done):
-        token = _choose(logits, ops.take(uniforms, index, axis=0), greedy, settings)  # (B,)
-        token = ops.where(done, stop_token_id, token)  # finished sequences are padded with the stop token
+        uniform = None if settings is None else sampling.uniforms(seed, first_step + index, batch)
+        token = ops.where(done, pad, sampling.choose(logits, uniform, settings))  # (B,); done: padded
         position = prompt_length + index
         tokens = ops.slice_update(tokens, [0, position], token[:, None])
         done = ops.logical_or(done, ops.equal(token, stop_token_id))
-        # The last iteration runs one model step whose output is not used: it keeps the loop body uniform.
-        logits, _, cache = model.call_with_cache(token[:, None], cache, position)
-        return index + 1, tokens, cache, _last_logits(logits), done
+        logits, cache = _advance(next, token[:, None], cache, position, index + 1 < steps, logits)
+        return index + 1, tokens, cache, logits, done
 
     start = (ops.convert_to_tensor(0, "int32"), tokens, cache, _last_logits(logits), ops.zeros((batch,), "bool"))
     index, tokens, *_ = ops.while_loop(cond, body, start)
     return tokens, index
 
 
-def _beam_loop(model, prompt, stop_token_id, num_beams, steps):
-    """Beam search over `num_beams` beams per prompt. Returns (best tokens (B, P + steps), steps run)."""
-    batch, prompt_length = prompt.shape
-    cache = model.initial_cache(batch, prompt_length + steps)
-    logits, _, cache = model.call_with_cache(prompt, cache, 0)
+def beam_loop(next, prompt, cache, steps, num_beams, stop_token_id=-1, pad_token_id=None, length_penalty=0.0):
+    """Beam search over `num_beams` beams per prompt, scored as the module docstring says.
+
+    Arguments as `sample_loop`'s; `num_beams` is a Python int, `length_penalty` a number (data). The prefill
+    runs once per prompt, then the cache is repeated for the beams.
+
+    Returns:
+        (the best beam's tokens (B, P + steps), the number of steps run).
+    """
+    batch, prompt_length = ops.shape(prompt)[0], ops.shape(prompt)[1]
+    pad = stop_token_id if pad_token_id is None else pad_token_id
+    logits, _, cache = next(prompt, cache, 0)
     # Every prompt becomes num_beams rows (B * K, ...), beam-major within a prompt.
-    cache = ops.repeat(cache, num_beams, axis=0)
+    cache = keras.tree.map_structure(lambda t: ops.repeat(t, num_beams, axis=0), cache)
     log_probs = ops.repeat(ops.log_softmax(_last_logits(logits), axis=-1), num_beams, axis=0)  # (B*K, V)
     tokens = ops.repeat(ops.concatenate([prompt, ops.zeros((batch, steps), "int32")], axis=1), num_beams, axis=0)
-    vocabulary_size = log_probs.shape[-1]
+    rows, vocabulary_size = ops.shape(log_probs)[0], log_probs.shape[-1]
     # At the start the K beams are identical: only the first is live, or top-k would pick K copies.
-    first_beam = np.where(np.arange(num_beams) == 0, 0.0, -np.inf).astype("float32")
-    scores = ops.convert_to_tensor(np.tile(first_beam, batch))  # (B*K,)
-    # A finished beam may only continue with the stop token, at no cost: its score stays fixed.
-    after_stop = ops.where(ops.arange(vocabulary_size) == stop_token_id, 0.0, float("-inf"))  # (V,)
+    scores = ops.where(ops.arange(rows) % num_beams == 0, 0.0, float("-inf"))  # (B*K,)
+    # A finished beam may only continue with the padding token, at no cost: its score stays fixed.
+    after_stop = ops.where(ops.arange(vocabulary_size) == pad, 0.0, float("-inf"))  # (V,)
     row_offsets = ops.arange(batch, dtype="int32")[:, None] * num_beams  # (B, 1)
 
-    def cond(index, tokens, cache, log_probs, scores, done):
+    def cond(index, tokens, cache, log_probs, scores, lengths, done):
         return ops.logical_and(index < steps, ops.logical_not(ops.all(done)))
 
-    def body(index, tokens, cache, log_probs, scores, done):
+    def body(index, tokens, cache, log_probs, scores, lengths, done):
         log_probs = ops.where(done[:, None], after_stop[None, :], log_probs)
-        candidates = ops.reshape(scores[:, None] + log_probs, (batch, num_beams * vocabulary_size))  # (B, K*V)
-        scores, choice = ops.top_k(candidates, num_beams)  # (B, K) each, best first
+        totals = scores[:, None] + log_probs  # (B*K, V): the summed log-probability of every extension
+        lengths = ops.where(done, lengths, index + 1)  # (B*K,): the length of every extension of a row
+        penalty = ops.power(ops.cast(lengths, "float32"), ops.cast(length_penalty, "float32"))
+        ranked = ops.reshape(totals / penalty[:, None], (-1, num_beams * vocabulary_size))  # (B, K*V)
+        _, choice = ops.top_k(ranked, num_beams)  # (B, K), best first
+        scores = ops.reshape(ops.take_along_axis(ops.reshape(totals, (-1, num_beams * vocabulary_size)), choice,
+                                                 axis=1), (-1,))
         source = ops.reshape(row_offsets + choice // vocabulary_size, (-1,))  # (B*K,): the beam each extends
         token = ops.cast(ops.reshape(choice % vocabulary_size, (-1, 1)), "int32")  # (B*K, 1)
-        tokens, cache, done = (ops.take(t, source, axis=0) for t in (tokens, cache, done))
+        tokens, lengths, done = (ops.take(t, source, axis=0) for t in (tokens, lengths, done))
+        cache = keras.tree.map_structure(lambda t: ops.take(t, source, axis=0), cache)
         position = prompt_length + index
         tokens = ops.slice_update(tokens, [0, position], token)
         done = ops.logical_or(done, ops.equal(token[:, 0], stop_token_id))
-        logits, _, cache = model.call_with_cache(token, cache, position)
-        log_probs = ops.log_softmax(_last_logits(logits), axis=-1)
-        return index + 1, tokens, cache, log_probs, ops.reshape(scores, (-1,)), done
+        log_probs, cache = _advance(next, token, cache, position, index + 1 < steps, log_probs,
+                                    lambda logits: ops.log_softmax(_last_logits(logits), axis=-1))
+        return index + 1, tokens, cache, log_probs, scores, lengths, done
 
-    done = ops.zeros((batch * num_beams,), "bool")
-    start = (ops.convert_to_tensor(0, "int32"), tokens, cache, log_probs, scores, done)
+    lengths, done = ops.zeros((rows,), "int32"), ops.zeros((rows,), "bool")
+    start = (ops.convert_to_tensor(0, "int32"), tokens, cache, log_probs, scores, lengths, done)
     index, tokens, *_ = ops.while_loop(cond, body, start)
     best = ops.reshape(tokens, (batch, num_beams, -1))[:, 0]  # top_k sorts: beam 0 is the best
     return best, index
@@ -227,8 +161,10 @@ class _CompiledFunctions:
         self.traces = 0
 
 
-def _compiled(model, key, make):
-    """The compiled function of `model` for `key`, made by `make()` the first time it is asked for."""
+def compiled(model, key, make):
+    """The compiled function of `model` for `key` (any hashable configuration), made by `make()` the first time
+    it is asked for: `tf.function(jit_compile=True)` under TensorFlow, `jax.jit` under JAX (the weights go in
+    as arguments), the plain function on other backends. Its traces are counted (`trace_count`)."""
     store = getattr(model, "_keras_tx_generation", None)
     if store is None:
         store = _CompiledFunctions()
@@ -313,35 +249,43 @@ def _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p,
             f"The prompt has {length} tokens and max_new_tokens={max_new_tokens}, {length + max_new_tokens} in all, "
             f"more than the model's max_length={max_length}: {advice}."
         )
-    if validation.temperature(temperature, "`temperature`") == 0 and sampler != "beam":
-        sampler = "greedy"
-    if top_k is not None:
-        validation.integer("`top_k`", top_k, 1)
-    if top_p is not None:
-        validation.number("`top_p`", top_p, 0.0, 1.0, low_open=True)
-    num_beams = validation.integer("`num_beams`", DEFAULT_NUM_BEAMS if num_beams is None else num_beams, 1,
-                                   validation.MAX_NUM_BEAMS)
-    validation.seed(seed, "`seed`")
-    return prompt.astype("int32"), was_1d, int(num_beams), sampler
-
-
-def _settings(sampler, temperature, top_k, top_p):
-    """(temperature, top_k, top_p) as numpy scalars, which compiled functions take as data, not as constants.
-
-    A rule that is off keeps everything: k = 2**30 tokens, p = 2 (more than all the probability there is).
-    """
-    top_k = (DEFAULT_TOP_K if top_k is None else top_k) if sampler == "top_k" else 2**30
-    top_p = (DEFAULT_TOP_P if top_p is None else top_p) if sampler == "top_p" else 2.0
-    return np.float32(temperature), np.int32(top_k), np.float32(top_p)
+    sampler, num_beams = sampling.check(sampler, temperature, top_k, top_p, num_beams, seed)
+    return prompt.astype("int32"), was_1d, num_beams, sampler
 
 
 def _stop(stop_token_id):
     return np.int32(-1 if stop_token_id is None else stop_token_id)  # -1: no token equals it
 
 
-def _uniforms(seed, steps, batch):
-    # (0, 1], not [0, 1): a zero would select the first token even when its probability is 0.
-    return (1.0 - np.random.default_rng(seed).random((steps, batch))).astype("float32")
+def _settings(sampler, temperature, top_k, top_p):
+    return None if sampler == "greedy" else sampling.settings(sampler, temperature, top_k, top_p)
+
+
+def _run(model, token_ids, max_new_tokens, sampler="greedy", temperature=1.0, top_k=None, top_p=None,
+         num_beams=None, seed=None, stop_token_id=None, first_step=0):
+    """`generate`, also returning how many steps ran; `first_step` as `sample_loop`'s."""
+    prompt, was_1d, num_beams, sampler = _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p,
+                                                num_beams, seed)
+    steps, stop = int(max_new_tokens), _stop(stop_token_id)
+
+    def cache(p):  # shapes from `p`: a compiled function serves prompts of every shape
+        return model.initial_cache(p.shape[0], p.shape[1] + steps)
+
+    if sampler == "beam":
+        fn = compiled(model, ("beam", num_beams, steps), lambda: lambda p, s, penalty: beam_loop(
+            model.call_with_cache, p, cache(p), steps, num_beams, s, s, penalty))
+        tokens, ran = fn(prompt, stop, np.float32(0.0))
+    else:
+        # One program for greedy and one for the three random samplers: their settings are data.
+        settings = _settings(sampler, temperature, top_k, top_p)
+        greedy = settings is None
+        fn = compiled(model, ("sample", greedy, steps), lambda: lambda p, seed, first, s, settings: sample_loop(
+            model.call_with_cache, p, cache(p), steps, seed, None if greedy else settings, first, s))
+        tokens, ran = fn(prompt, sampling.seed_words(seed), np.int32(first_step), stop,
+                         settings or sampling.settings("random"))
+    ran = int(ops.convert_to_numpy(ran))
+    tokens = ops.convert_to_numpy(tokens)[:, : prompt.shape[1] + ran]
+    return (tokens[0] if was_1d else tokens), ran
 
 
 def generate(
@@ -362,9 +306,9 @@ def generate(
         model: a decodable model (see the module docstring), e.g. `keras_tx.models.GPT`.
         token_ids: one prompt (length,) or a batch of equal-length prompts (batch, length) of token ids.
         max_new_tokens: how many tokens to add. prompt length + max_new_tokens must not exceed
-            `model.max_length` (a ValueError says by how much it does).
-        sampler: "greedy", "random", "top_k", "top_p" or "beam".
-        temperature: divides the logits before sampling ("random", "top_k", "top_p").
+            `model.max_length` (a ValueError says by how much it does; `generate_long` goes past it).
+        sampler: "greedy", "random", "top_k", "top_p" or "beam" (`keras_tx.sampling`).
+        temperature: divides the logits before sampling ("random", "top_k", "top_p"); 0 is greedy.
         top_k: tokens kept by the "top_k" sampler (default 10).
         top_p: probability mass kept by the "top_p" sampler (default 0.9).
         num_beams: beams of the "beam" sampler (default 4).
@@ -382,44 +326,17 @@ def generate(
     >>> generate(gpt, [1, 2, 3], max_new_tokens=4).shape
     (7,)
     """
-    prompt, was_1d, num_beams, sampler = _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p,
-                                                num_beams, seed)
-    steps = int(max_new_tokens)
-    if sampler == "beam":
-        fn = _compiled(
-            model, ("beam", num_beams, steps), lambda: lambda p, s: _beam_loop(model, p, s, num_beams, steps)
-        )
-        tokens, ran = fn(prompt, _stop(stop_token_id))
-    else:
-        # One program for greedy and one for the three random samplers: their settings are data.
-        greedy = sampler == "greedy"
-        fn = _compiled(
-            model,
-            ("sample", greedy, steps),
-            lambda: lambda p, u, settings, s: _sampling_loop(model, p, u, settings, s, greedy, steps),
-        )
-        settings = _settings(sampler, temperature, top_k, top_p)
-        tokens, ran = fn(prompt, _uniforms(seed, steps, len(prompt)), settings, _stop(stop_token_id))
-    tokens = ops.convert_to_numpy(tokens)[:, : prompt.shape[1] + int(ops.convert_to_numpy(ran))]
-    return tokens[0] if was_1d else tokens
+    return _run(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p, num_beams, seed,
+                stop_token_id)[0]
 
 
-def generate_stream(
-    model,
-    token_ids,
-    max_new_tokens,
-    sampler="greedy",
-    temperature=1.0,
-    top_k=None,
-    top_p=None,
-    seed=None,
-    stop_token_id=None,
-):
+def generate_stream(model, token_ids, max_new_tokens, sampler="greedy", temperature=1.0, top_k=None, top_p=None,
+                    seed=None, stop_token_id=None, first_step=0):
     """Like `generate`, but yields each new token as soon as it is chosen (for a UI that shows them live).
 
     The prefill and the single-token step are each compiled once per configuration and shape, the loop runs
     in Python. It gives the same tokens as `generate` with the same arguments. Beam search is not streamed
-    (its best beam is only known at the end).
+    (its best beam is only known at the end). `first_step`: as `sample_loop`'s.
 
     Yields:
         The new token of each sequence: an int for a 1-D prompt, a (batch,) int32 numpy array otherwise.
@@ -434,26 +351,28 @@ def generate_stream(
         raise ValueError("Beam search cannot be streamed; use `generate(..., sampler='beam')`.")
     prompt, was_1d, _, sampler = _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p, 1, seed)
     steps = int(max_new_tokens)
-    greedy = sampler == "greedy"
+    settings = _settings(sampler, temperature, top_k, top_p)
+    greedy = settings is None
 
     def prefill(p):  # shapes from `p`: the function is reused for other prompts of other shapes
         logits, _, cache = model.call_with_cache(p, model.initial_cache(p.shape[0], p.shape[1] + steps), 0)
         return _last_logits(logits), cache
 
-    def step(logits, cache, position, uniform, settings):
-        token = _choose(logits, uniform, greedy, settings)
+    def step(logits, cache, position, seed, counter, settings):
+        uniform = None if greedy else sampling.uniforms(seed, counter, logits.shape[0])
+        token = sampling.choose(logits, uniform, None if greedy else settings)
         logits, _, cache = model.call_with_cache(token[:, None], cache, position)
         return token, _last_logits(logits), cache
 
-    prefill_fn = _compiled(model, ("prefill", steps), lambda: prefill)
-    step_fn = _compiled(model, ("step", greedy), lambda: step)
+    prefill_fn = compiled(model, ("prefill", steps), lambda: prefill)
+    step_fn = compiled(model, ("step", greedy), lambda: step)
     logits, cache = prefill_fn(prompt)
     batch, prompt_length = prompt.shape
-    uniforms, stop = _uniforms(seed, steps, batch), _stop(stop_token_id)
-    settings = _settings(sampler, temperature, top_k, top_p)
+    seed, stop, settings = sampling.seed_words(seed), _stop(stop_token_id), settings or sampling.settings("random")
     done = np.zeros(batch, bool)
     for index in range(steps):
-        token, logits, cache = step_fn(logits, cache, np.int32(prompt_length + index), uniforms[index], settings)
+        token, logits, cache = step_fn(logits, cache, np.int32(prompt_length + index), seed,
+                                       np.int32(first_step + index), settings)
         token = np.where(done, stop, ops.convert_to_numpy(token)).astype("int32")
         done |= token == stop
         yield int(token[0]) if was_1d else token
@@ -461,17 +380,8 @@ def generate_stream(
             return
 
 
-def generate_uncached(
-    model,
-    token_ids,
-    max_new_tokens,
-    sampler="greedy",
-    temperature=1.0,
-    top_k=None,
-    top_p=None,
-    seed=None,
-    stop_token_id=None,
-):
+def generate_uncached(model, token_ids, max_new_tokens, sampler="greedy", temperature=1.0, top_k=None, top_p=None,
+                      seed=None, stop_token_id=None):
     """The reference decoder: run the whole model on the growing sequence at every step, no cache, no XLA.
 
     Slow on purpose (O(t^2) per sequence); it is the definition `generate` must agree with, and the baseline
@@ -486,15 +396,93 @@ def generate_uncached(
     if sampler == "beam":
         raise ValueError("The uncached reference decoder has no beam search.")
     prompt, was_1d, _, sampler = _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p, 1, seed)
-    uniforms, stop = _uniforms(seed, max_new_tokens, len(prompt)), _stop(stop_token_id)
-    settings = _settings(sampler, temperature, top_k, top_p)
+    settings, stop = _settings(sampler, temperature, top_k, top_p), _stop(stop_token_id)
+    seed = sampling.seed_words(seed)
     tokens, done = prompt, np.zeros(len(prompt), bool)
     for index in range(max_new_tokens):
         logits = model(tokens, training=False)[:, -1]  # (B, V), the full forward pass over all t tokens
-        token = _choose(logits, uniforms[index], sampler == "greedy", settings)
-        token = np.where(done, stop, ops.convert_to_numpy(token)).astype("int32")
+        uniform = None if settings is None else sampling.uniforms(seed, index, len(prompt))
+        token = ops.convert_to_numpy(sampling.choose(logits, uniform, settings))
+        token = np.where(done, stop, token).astype("int32")
         done |= token == stop
         tokens = np.concatenate([tokens, token[:, None]], axis=1)
         if done.all():
             break
     return tokens[0] if was_1d else tokens
+
+
+# -------------------------------------------------------------------------------- past the model's context
+
+
+def next_chunk(context, length, remaining):
+    """How a generation continues past a context of `context` positions: (new tokens of the next chunk, where
+    its window starts in the `length` tokens so far). A chunk is at most half the context and reads the last
+    (context - chunk) tokens. A model without a context (None: an RNN) runs in one chunk over everything.
+    Python ints in, ints out; in a TensorFlow graph, scalar tensors.
+
+    Example:
+    >>> next_chunk(16, 40, 30)
+    (8, 32)
+    """
+    if context is None:
+        return remaining, 0
+    if ops.is_tensor(length) or ops.is_tensor(remaining):
+        chunk = ops.minimum(remaining, max(context // 2, 1))
+        return chunk, ops.maximum(length - (context - chunk), 0)
+    chunk = min(int(remaining), max(context // 2, 1))
+    return chunk, max(int(length) - (context - chunk), 0)
+
+
+def generate_long(model, prompt_ids, max_new_tokens, **sampling_kwargs):
+    """Continue the 1-D prompt `prompt_ids` by `max_new_tokens` tokens, past the model's context if need be.
+
+    In chunks (`next_chunk`), each a `generate` call over the last tokens. The random numbers of a chunk are
+    those of its steps in the whole generation (step i draws `sampling.uniforms(seed, i, ...)`): one seed, one
+    counter, no seed per chunk; a generation that fits in one chunk is `generate`'s. A stop token ends it early.
+
+    Args:
+        model, max_new_tokens: as `generate`'s (max_new_tokens not bounded by the context).
+        prompt_ids: (P,) token ids.
+        **sampling_kwargs: `generate`'s sampler, temperature, top_k, top_p, num_beams, seed, stop_token_id.
+
+    Returns:
+        numpy int32 (P + n,): the prompt then the n <= max_new_tokens new tokens.
+    """
+    tokens = list(np.asarray(prompt_ids, "int32"))
+    for window, chunk, kwargs in _chunks(model, tokens, max_new_tokens, sampling_kwargs):
+        out, ran = _run(model, np.asarray(tokens[window:], "int32"), chunk, **kwargs)
+        tokens += out[len(tokens) - window:].tolist()
+        if ran < chunk:  # a stop token ended it
+            break
+    return np.asarray(tokens, "int32")
+
+
+def stream_long(model, prompt_ids, max_new_tokens, **sampling_kwargs):
+    """`generate_long`, streamed: yields (n,) int32 numpy arrays of new tokens as they come, one token at a time
+    (`generate_stream`), or all of them at once for beam search (whose best beam is known only at the end).
+    Together they are `generate_long`'s new tokens."""
+    if sampling_kwargs.get("sampler") == "beam":
+        yield generate_long(model, prompt_ids, max_new_tokens, **sampling_kwargs)[len(prompt_ids):]
+        return
+    tokens = list(np.asarray(prompt_ids, "int32"))
+    for window, chunk, kwargs in _chunks(model, tokens, max_new_tokens, sampling_kwargs):
+        kwargs.pop("num_beams", None)
+        produced = 0
+        for token in generate_stream(model, np.asarray(tokens[window:], "int32"), chunk, **kwargs):
+            tokens.append(token)
+            produced += 1
+            yield np.array([token], "int32")
+        if produced < chunk:  # a stop token ended it
+            return
+
+
+def _chunks(model, tokens, max_new_tokens, sampling_kwargs):
+    """(window start, chunk, keyword arguments) of each chunk; the caller appends each chunk to `tokens`."""
+    validation.integer("`max_new_tokens`", max_new_tokens, 1, validation.MAX_NEW_TOKENS)
+    seed = validation.seed(sampling_kwargs.get("seed"), "`seed`")
+    seed = int(np.random.default_rng().integers(2**63)) if seed is None else seed  # one seed for all chunks
+    done, context = 0, getattr(model, "max_length", None)
+    while done < max_new_tokens:
+        chunk, window = next_chunk(context, len(tokens), max_new_tokens - done)
+        yield window, chunk, {**sampling_kwargs, "seed": seed, "first_step": done}
+        done += chunk

@@ -212,18 +212,28 @@ class Seq2SeqTransformer(keras.Model):
             layers.append(ops.stack([keys, values], axis=1))
         return ops.stack(layers, axis=1)
 
-    def call_with_cache(
-        self, token_ids, cache, cache_update_index, encoder_output, encoder_padding_mask, cross_attention_cache
-    ):
+    def decoding_cache(self, source_ids, length):
+        """The cache `call_with_cache` decodes `source_ids` (batch, S) with, for `length` target positions.
+
+        It carries the encoder state, computed here once per source: {"self_attention": `initial_cache`,
+        "memory": the encoder output (batch, S, hidden_dim), "padding_mask": (batch, S) True for real source
+        tokens, "cross_attention": `cross_attention_cache(memory)`}.
+        """
+        memory = self.encode(source_ids, training=False)
+        return {
+            "self_attention": self.initial_cache(ops.shape(source_ids)[0], length),
+            "memory": memory,
+            "padding_mask": ops.not_equal(source_ids, PAD_ID),
+            "cross_attention": self.cross_attention_cache(memory),
+        }
+
+    def call_with_cache(self, token_ids, cache, cache_update_index):
         """One decoding step: target tokens at positions index..index+T-1 (usually T = 1) through the decoder.
 
         Args:
             token_ids: (batch, T) target ids.
-            cache: (batch, num_layers, 2, S_max, heads, head_dim) self-attention keys/values (`initial_cache`).
-            cache_update_index: the position of the first of `token_ids`; their keys/values are written there.
-            encoder_output: (batch, S, hidden_dim) from `encode`.
-            encoder_padding_mask: (batch, S), True for real source tokens.
-            cross_attention_cache: from `cross_attention_cache(encoder_output)`.
+            cache: from `decoding_cache`; the self-attention keys/values of these tokens are written into it.
+            cache_update_index: the position of the first of `token_ids`.
 
         Returns:
             (logits (batch, T, target_vocabulary_size), hidden states (batch, T, hidden_dim), the updated cache).
@@ -235,21 +245,34 @@ class Seq2SeqTransformer(keras.Model):
             # it is), but the block checks that it was built with cross-attention.
             x, layer_cache, _ = block(
                 x,
-                encoder_sequence=encoder_output,
-                encoder_padding_mask=encoder_padding_mask,
-                self_attention_cache=cache[:, i],
+                encoder_sequence=cache["memory"],
+                encoder_padding_mask=cache["padding_mask"],
+                self_attention_cache=cache["self_attention"][:, i],
                 self_attention_cache_update_index=cache_update_index,
-                cross_attention_cache=cross_attention_cache[:, i],
+                cross_attention_cache=cache["cross_attention"][:, i],
                 cross_attention_cache_update_index=None,
                 training=False,
             )
             layer_caches.append(layer_cache)
-        return self._logits(x), x, ops.stack(layer_caches, axis=1)
+        return self._logits(x), x, {**cache, "self_attention": ops.stack(layer_caches, axis=1)}
 
-    def _encoder_state(self, source_ids):
-        """What every decoding step reads from the source: (memory, padding mask, cross-attention keys/values)."""
-        memory = self.encode(source_ids, training=False)
-        return memory, ops.not_equal(source_ids, PAD_ID), self.cross_attention_cache(memory)
+    def decoding_loop(self, source_ids, steps, sampler="greedy", num_beams=1, start_id=START_ID, end_id=END_ID,
+                      length_penalty=1.0):
+        """The decoding of `translate_ids` as traceable ops (for a compiled function, or an exported graph):
+        `keras_tx.generation`'s loops from [START], over `call_with_cache`. The batch may be dynamic.
+
+        Returns:
+            (tokens (batch, steps) int32: the target tokens, `end_id` if produced, then 0s; the steps run).
+        """
+        prompt = ops.ones((ops.shape(source_ids)[0], 1), "int32") * ops.cast(start_id, "int32")  # [START]
+        cache = self.decoding_cache(source_ids, steps)  # [START] and steps - 1 tokens are fed
+        if sampler == "greedy":
+            tokens, ran = generation.sample_loop(self.call_with_cache, prompt, cache, steps, stop_token_id=end_id,
+                                                 pad_token_id=PAD_ID)
+        else:
+            tokens, ran = generation.beam_loop(self.call_with_cache, prompt, cache, steps, num_beams, end_id, PAD_ID,
+                                               length_penalty)
+        return tokens[:, 1:], ran
 
     def translate_ids(
         self,
@@ -286,21 +309,10 @@ class Seq2SeqTransformer(keras.Model):
             int32 numpy (batch, n) or (n,) like `source_ids`, n <= max_length: each row is the target tokens, then
             `end_id` if it was produced, then 0s. Decoding stops once every row has produced `end_id`.
         """
-        source, was_1d, max_length, num_beams = self._check_translate(source_ids, max_length, sampler, num_beams)
-        steps = max_length
-        start, end = np.int32(start_id), np.int32(end_id)
-        if sampler == "greedy":
-            fn = generation._compiled(
-                self, ("seq2seq_greedy", steps), lambda: lambda s, a, b: _greedy_search(self, s, a, b, steps)
-            )
-            tokens, ran = fn(source, start, end)
-        else:
-            fn = generation._compiled(
-                self,
-                ("seq2seq_beam", num_beams, steps),
-                lambda: lambda s, a, b, p: _beam_search(self, s, a, b, p, num_beams, steps),
-            )
-            tokens, ran = fn(source, start, end, np.float32(length_penalty))
+        source, was_1d, steps, num_beams = self._check_translate(source_ids, max_length, sampler, num_beams)
+        fn = generation.compiled(self, ("translate", sampler, num_beams, steps), lambda: lambda s, a, b, p: (
+            self.decoding_loop(s, steps, sampler, num_beams, a, b, p)))
+        tokens, ran = fn(source, np.int32(start_id), np.int32(end_id), np.float32(length_penalty))
         tokens = ops.convert_to_numpy(tokens)[:, : int(ops.convert_to_numpy(ran))]
         return tokens[0] if was_1d else tokens
 
@@ -395,91 +407,6 @@ class Seq2SeqTransformer(keras.Model):
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
-
-
-# ------------------------------------------------------------------------------------------- the loops
-# Both run inside one compiled function: `steps`, `num_beams` and the batch size are fixed at trace time, the
-# rest (ids, start/end tokens, length penalty) are data. Position `index` of the loop feeds the token at target
-# position `index` ([START] at 0) and writes the token it picks to column `index` of the output.
-
-
-def _greedy_search(model, source_ids, start_id, end_id, steps):
-    """The most likely token at every step. Returns (tokens (B, steps), steps actually run)."""
-    batch = source_ids.shape[0]
-    memory, padding_mask, cross_cache = model._encoder_state(source_ids)  # once per source
-    cache = model.initial_cache(batch, steps)
-    tokens = ops.zeros((batch, steps), "int32")
-    token = ops.ones((batch,), "int32") * ops.cast(start_id, "int32")
-
-    def cond(index, token, tokens, cache, done):
-        return ops.logical_and(index < steps, ops.logical_not(ops.all(done)))
-
-    def body(index, token, tokens, cache, done):
-        logits, _, cache = model.call_with_cache(token[:, None], cache, index, memory, padding_mask, cross_cache)
-        token = ops.cast(ops.argmax(ops.cast(logits[:, -1], "float32"), axis=-1), "int32")  # (B,)
-        token = ops.where(done, PAD_ID, token)  # a finished translation is padded
-        tokens = ops.slice_update(tokens, [0, index], token[:, None])
-        done = ops.logical_or(done, ops.equal(token, end_id))
-        return index + 1, token, tokens, cache, done
-
-    start = (ops.convert_to_tensor(0, "int32"), token, tokens, cache, ops.zeros((batch,), "bool"))
-    index, _, tokens, *_ = ops.while_loop(cond, body, start)
-    return tokens, index
-
-
-def _beam_search(model, source_ids, start_id, end_id, length_penalty, num_beams, steps):
-    """Beam search: keep the `num_beams` best hypotheses per source. Returns (best tokens (B, steps), steps run).
-
-    A hypothesis is ranked by its summed log-probability divided by length ** length_penalty, its length counting
-    the tokens up to and including [END]. A finished hypothesis stays in the beam, extended by padding at no cost
-    (its score and length fixed), and competes with the unfinished ones until it is displaced or all are done.
-    """
-    batch = source_ids.shape[0]
-    rows = batch * num_beams
-    vocabulary_size = model.target_vocabulary_size
-    # Every source becomes num_beams rows, beam-major within a source. The encoder state is the same for all beams
-    # of a source and beams only ever take over rows of their own source, so it is never reordered.
-    memory, padding_mask, cross_cache = (ops.repeat(t, num_beams, axis=0) for t in model._encoder_state(source_ids))
-    cache = model.initial_cache(rows, steps)
-    tokens = ops.zeros((rows, steps), "int32")
-    token = ops.ones((rows,), "int32") * ops.cast(start_id, "int32")
-    # At the start the beams of a source are identical: only the first is live, or top-k would pick copies.
-    scores = ops.convert_to_tensor(np.tile(np.where(np.arange(num_beams) == 0, 0.0, -np.inf), batch).astype("float32"))
-    pad_only = ops.where(ops.arange(vocabulary_size) == PAD_ID, 0.0, float("-inf"))  # (V,)
-    row_offsets = ops.arange(batch, dtype="int32")[:, None] * num_beams  # (B, 1)
-
-    def cond(index, token, tokens, cache, scores, lengths, done):
-        return ops.logical_and(index < steps, ops.logical_not(ops.all(done)))
-
-    def body(index, token, tokens, cache, scores, lengths, done):
-        logits, _, cache = model.call_with_cache(token[:, None], cache, index, memory, padding_mask, cross_cache)
-        log_probs = ops.log_softmax(ops.cast(logits[:, -1], "float32"), axis=-1)  # (R, V)
-        log_probs = ops.where(done[:, None], pad_only[None, :], log_probs)
-        totals = scores[:, None] + log_probs  # (R, V) summed log-probability of every extension
-        lengths = ops.where(done, lengths, index + 1)  # (R,) length of every extension of a row
-        penalty = ops.power(ops.cast(lengths, "float32"), ops.cast(length_penalty, "float32"))
-        ranked = ops.reshape(totals / penalty[:, None], (batch, num_beams * vocabulary_size))  # (B, K*V)
-        _, choice = ops.top_k(ranked, num_beams)  # (B, K), best first
-        scores = ops.reshape(ops.take_along_axis(ops.reshape(totals, (batch, -1)), choice, axis=1), (-1,))  # (R,)
-        source = ops.reshape(row_offsets + choice // vocabulary_size, (-1,))  # (R,): the row each extends
-        token = ops.cast(ops.reshape(choice % vocabulary_size, (-1,)), "int32")  # (R,)
-        tokens, cache, lengths, done = (ops.take(t, source, axis=0) for t in (tokens, cache, lengths, done))
-        tokens = ops.slice_update(tokens, [0, index], token[:, None])
-        done = ops.logical_or(done, ops.equal(token, end_id))
-        return index + 1, token, tokens, cache, scores, lengths, done
-
-    start = (
-        ops.convert_to_tensor(0, "int32"),
-        token,
-        tokens,
-        cache,
-        scores,
-        ops.zeros((rows,), "int32"),
-        ops.zeros((rows,), "bool"),
-    )
-    index, _, tokens, *_ = ops.while_loop(cond, body, start)
-    best = ops.reshape(tokens, (batch, num_beams, steps))[:, 0]  # top_k sorts: beam 0 ranks first
-    return best, index
 
 
 # ------------------------------------------------------------------------------------------- training

@@ -193,11 +193,15 @@ def test_call_with_cache_equals_full_pass():
     memory = model.encode(SOURCE)
     cross = model.cross_attention_cache(memory)
     assert tuple(cross.shape) == (2, 2, 2, 7, 2, 8)  # (B, layers, keys/values, S, heads, head_dim)
-    cache = model.initial_cache(2, 9)
-    mask = SOURCE != 0
+    # The decoding cache carries the encoder state: the memory, the source padding mask, the cross-attention keys
+    # and values (computed once), and the self-attention cache that each step writes into.
+    cache = model.decoding_cache(SOURCE, 9)
+    np.testing.assert_allclose(_np(cache["cross_attention"]), _np(cross), atol=1e-6)
+    np.testing.assert_array_equal(_np(cache["padding_mask"]), SOURCE != 0)
+    assert tuple(cache["self_attention"].shape) == tuple(model.initial_cache(2, 9).shape)
     steps = []
     for t in range(9):
-        logits, hidden, cache = model.call_with_cache(DECODER[:, t : t + 1], cache, t, memory, mask, cross)
+        logits, hidden, cache = model.call_with_cache(DECODER[:, t : t + 1], cache, t)
         steps.append(_np(logits))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
     assert tuple(hidden.shape) == (2, 1, 16)
