@@ -1,4 +1,5 @@
-"""The decoding loop: cached == uncached, every sampler, seeds, stop tokens, and one compilation per shape."""
+"""The decoding loops: cached == uncached, every sampler, seeds, stop tokens, beam scoring, generation past the
+context, and one compilation per shape."""
 
 import time
 
@@ -6,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_tx import generation
+from keras_tx import generation, sampling
 from keras_tx.generation import generate, generate_stream, generate_uncached, trace_count
 from keras_tx.models import GPT
 
@@ -50,7 +51,7 @@ def test_sampler_shapes_ranges_and_seeds(gpt, sampler):
     np.testing.assert_array_equal(first[:, :5], PROMPTS)
     assert first.min() >= 0 and first.max() < VOCABULARY_SIZE
     np.testing.assert_array_equal(generate(gpt, PROMPTS, NEW, seed=1, **kwargs), first)  # same seed, same text
-    # The random numbers are drawn before the loop: the uncompiled reference draws the same tokens.
+    # The random numbers are a function of (seed, step, row): the uncompiled reference draws the same tokens.
     np.testing.assert_array_equal(generate_uncached(gpt, PROMPTS, NEW, seed=1, **kwargs), first)
     others = [generate(gpt, PROMPTS, NEW, seed=seed, **kwargs) for seed in (2, 3)]
     assert any((other != first).any() for other in others)
@@ -104,6 +105,77 @@ def test_beam_search_with_every_token_as_a_beam_is_exhaustive():
         second = keras.ops.convert_to_numpy(keras.ops.log_softmax(gpt(extended.astype("int32"))[:, -1]))  # (V, V)
         best = np.unravel_index(np.argmax(first[:, None] + second), second.shape)
         assert found[-2:].tolist() == [int(i) for i in best]
+
+
+def test_random_numbers_are_a_function_of_seed_step_and_row():
+    draw = lambda seed, step, batch=4: keras.ops.convert_to_numpy(sampling.uniforms(sampling.seed_words(seed), step,
+                                                                                    batch))
+    first = draw(5, 3)
+    assert first.dtype == np.float32 and first.shape == (4,)
+    np.testing.assert_array_equal(draw(5, 3), first)
+    np.testing.assert_array_equal(draw(5, 3, batch=2), first[:2])  # row r's number does not depend on the batch
+    others = [draw(6, 3), draw(5, 4), draw(5 + 2**32, 3)]  # another seed (low or high bits), another step
+    assert all(len(set(first) & set(other)) == 0 for other in others)
+    # Uniform in (0, 1]: over many steps the numbers fill the interval evenly.
+    many = np.concatenate([draw(0, step, batch=64) for step in range(200)])
+    assert many.min() > 0 and many.max() <= 1
+    np.testing.assert_allclose(np.histogram(many, bins=10, range=(0, 1))[0] / many.size, 0.1, atol=0.01)
+    # The same numbers inside a compiled function (a TensorFlow graph here; tests below check JAX).
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        graph = tf.function(lambda seed, step: sampling.uniforms(seed, step, 4), jit_compile=True)
+        np.testing.assert_array_equal(graph(sampling.seed_words(5), np.int32(3)).numpy(), first)
+
+
+def test_beam_scoring_divides_by_length_to_the_length_penalty():
+    """A step function whose next-token log-probabilities depend on the last token only. From [START] (3): "a" (1)
+    has 0.5, the stop token (2) 0.3; after "a", the stop token 0.5. [stop] sums log 0.3 = -1.20, [a, stop] sums
+    2 log 0.5 = -1.39: the plain sum (penalty 0) keeps [stop], the mean (penalty 1: -0.69) prefers [a, stop]."""
+    table = np.log(np.array([[0.25, 0.25, 0.25, 0.25], [1e-4, 0.3, 0.5, 0.2 - 1e-4],
+                             [0.25, 0.25, 0.25, 0.25], [1e-4, 0.5, 0.3, 0.2 - 1e-4]], "float32"))
+
+    def next(token_ids, cache, index):
+        logits = keras.ops.take(keras.ops.convert_to_tensor(table), token_ids[:, -1:], axis=0)  # (B, 1, V)
+        return logits, logits, cache
+
+    prompt = np.array([[3], [3]], "int32")
+    cache = keras.ops.zeros((2, 1))
+    for penalty, expected in ((0.0, [3, 2, 0]), (1.0, [3, 1, 2])):
+        tokens, ran = generation.beam_loop(next, prompt, cache, 2, 2, stop_token_id=2, pad_token_id=0,
+                                           length_penalty=penalty)
+        assert keras.ops.convert_to_numpy(tokens).tolist() == [expected] * 2 and int(ran) == 2
+
+
+def test_generation_past_the_context(gpt, greedy):
+    """generate_long continues in chunks of at most half the context (16), each reading the last tokens; step i of
+    the whole generation draws the random numbers of step i, so one chunk is exactly `generate`."""
+    assert generation.next_chunk(16, 5, 30) == (8, 0) and generation.next_chunk(16, 13, 22) == (8, 5)
+    assert generation.next_chunk(16, 40, 3) == (3, 27) and generation.next_chunk(None, 40, 300) == (300, 0)
+    prompt = PROMPTS[0]
+    np.testing.assert_array_equal(generation.generate_long(gpt, prompt, NEW), greedy[0])  # NEW <= 8: one chunk
+    long = generation.generate_long(gpt, prompt, 30)
+    tokens = list(prompt)
+    while len(tokens) < 35:  # the chunks by hand
+        chunk, start = generation.next_chunk(16, len(tokens), 35 - len(tokens))
+        tokens += generate(gpt, tokens[start:], chunk)[len(tokens) - start:].tolist()
+    np.testing.assert_array_equal(long, tokens)
+    stop = int(long[5 + 12])  # produced in the second chunk: a stop token ends the generation there
+    first_stop = 5 + list(long[5:]).index(stop)
+    np.testing.assert_array_equal(generation.generate_long(gpt, prompt, 30, stop_token_id=stop), long[: first_stop + 1])
+    for kwargs in (dict(sampler="top_p", top_p=0.8, seed=2), dict(sampler="random", temperature=0.7, seed=9)):
+        np.testing.assert_array_equal(generation.generate_long(gpt, prompt, 8, **kwargs),
+                                      generate(gpt, prompt, 8, **kwargs))
+        long = generation.generate_long(gpt, prompt, 30, **kwargs)
+        assert long.shape == (35,)
+        np.testing.assert_array_equal(generation.generate_long(gpt, prompt, 30, **kwargs), long)
+        streamed = list(generation.stream_long(gpt, prompt, 30, **kwargs))
+        assert all(piece.shape == (1,) for piece in streamed)
+        np.testing.assert_array_equal(np.concatenate(streamed), long[5:])
+    beam = dict(sampler="beam", num_beams=2)
+    long = generation.generate_long(gpt, prompt, 20, **beam)
+    [streamed] = generation.stream_long(gpt, prompt, 20, **beam)  # all at once
+    np.testing.assert_array_equal(streamed, long[5:])
 
 
 def _timed(fn):
