@@ -43,6 +43,9 @@ saved-models: $(VENV)/.installed
 		--pretrain-budget 2400 --learning-rate 2e-4
 	$(PY) benchmarks/sst2.py score --data .data/sst2 --run runs/sst2 --out saved_models/bert_mlm --force \
 		--device "2-core CPU"
+	$(KT) train sentiment --data-dir $(DATA)/sst2 --init-from saved_models/bert_mlm --sequence-length 48 \
+		--batch-size 32 --steps 1200 --eval-interval 300 --learning-rate 3e-4 --no-tensorboard --verbose 2 \
+		--out saved_models/sentiment_sst2 --force
 	$(KT) train resnet --data-dir $(DATA)/fashion_mnist --width 16 --blocks-per-stage 2 2 2 2 --epochs 10 --flip \
 		--no-tensorboard --verbose 2 --out saved_models/resnet_fashion_mnist --force
 	$(KT) train vit --data-dir $(DATA)/fashion_mnist --patch-size 7 --num-layers 6 --num-heads 4 --hidden-dim 128 \

@@ -355,14 +355,34 @@ def translation_page(folder):
     st.code(translation, language=None, wrap_lines=True)
 
 
+def sentiment_page(folder):
+    st.header("Sentiment")
+    loaded = page_model(folder, "text_classifier", "text_classifier", "Text classifier", "text classifier",
+                        preferred="sentiment_sst2")
+    if loaded is None:
+        return
+    names = loaded.class_names
+    st.caption(f"A BERT fine-tuned to tell {' from '.join(names)}: it reads the sentence ([CLS] its tokens [SEP], up "
+               f"to {loaded.sequence_length} tokens) and classifies the final state of [CLS].")
+    text = st.text_area("A sentence", "a gorgeous , witty and moving film", key="sentiment_text", height=80)
+    try:
+        [(_, pairs)] = loaded.classify([text], top_k=len(names))
+    except ValueError as error:  # empty, not UTF-8, too long (keras_tx.validation's sentences)
+        st.error(str(error))
+        return
+    st.altair_chart(probability_chart(pairs, "class probabilities"), width="stretch", height=30 * len(pairs) + 90)
+
+
 PAGES = {
     "Text generation": text_page,
     "Masked prediction": mask_page,
     "Image classification": image_page,
     "Image completion": completion_page,
     "Translation": translation_page,
+    "Sentiment": sentiment_page,
 }
-OPTIONAL_PAGES = {"Image completion": lib.IMAGE_GPT_KINDS, "Translation": lib.TRANSLATION_KINDS}
+OPTIONAL_PAGES = {"Image completion": lib.IMAGE_GPT_KINDS, "Translation": lib.TRANSLATION_KINDS,
+                  "Sentiment": ("text_classifier",)}
 
 
 def main():

@@ -48,6 +48,10 @@ TRAINING_COMMANDS = {
         f"keras-tx train resnet --data-dir {DATA}/fashion_mnist --width 16 --blocks-per-stage 2 2 2 2 --epochs 10 "
         "--flip --out {out}"
     ),
+    "sentiment_sst2": (
+        f"keras-tx train sentiment --data-dir {DATA}/sst2 --init-from saved_models/bert_mlm --sequence-length 48 "
+        "--batch-size 32 --steps 1200 --eval-interval 300 --learning-rate 3e-4 --out {out}"
+    ),
 }
 IMAGE_GPT_KINDS = ("image_gpt",)
 TRANSLATION_KINDS = ("translation",)

@@ -72,9 +72,10 @@ def _parser():
     translate.add_argument("--sampler", choices=("greedy", "beam"), default="beam")
     translate.add_argument("--num-beams", type=_int(1, validation.MAX_NUM_BEAMS), default=4)
 
-    classify = verbs.add_parser("classify", help="classify image files (PNG, JPEG, ...) with an image model")
+    classify = verbs.add_parser("classify", help="classify image files (PNG, JPEG, ...) or texts with a classifier")
     classify.add_argument("model_dir")
-    classify.add_argument("images", nargs="+")
+    classify.add_argument("inputs", nargs="+", metavar="INPUT",
+                          help="image files for an image classifier, texts for a text classifier")
     classify.add_argument("--top-k", type=POSITIVE, default=3)
 
     complete = verbs.add_parser("complete", help="complete the bottom of an image with an image GPT (PNG grid out)")
@@ -143,9 +144,18 @@ def cmd_translate(args):
 
 
 def cmd_classify(args):
-    task = tasks.load(args.model_dir, kind="image_classifier")
-    for path, predictions in task.classify_files(args.images, args.top_k):
-        print(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in predictions))
+    # The directory's task classifies: `classify(inputs, top_k)` (a text classifier's texts) or, for an image
+    # classifier, `classify_files(paths, top_k)`.
+    kind = tasks.read_kind(args.model_dir)
+    methods = ("classify", "classify_files")
+    method = next((m for m in methods if hasattr(tasks.TASKS.get(kind), m)), None)
+    if method is None:
+        kinds = [k for k, task in tasks.TASKS.items() if any(hasattr(task, m) for m in methods)]
+        raise UsageError(f"{args.model_dir} holds a {kind or 'unknown'} model; classify reads a model of kind "
+                         f"{' or '.join(kinds)}.")
+    task = tasks.TASKS[kind].load(args.model_dir)
+    for item, predictions in getattr(task, method)(args.inputs, args.top_k):
+        print(f"{item}: " + ", ".join(f"{label} {p:.3f}" for label, p in predictions))
 
 
 def cmd_complete(args):

@@ -15,6 +15,8 @@ file (its model, preprocessing, use, evaluation, serving signatures and training
     image_classifier  ImageClassification    vit, resnet          model.keras (metadata: image_shape, class_names)
     image_gpt         ImageCompletion        igpt                 model.keras (metadata: image_shape)
     translation       Translation            transformer          model.keras, source_vocab.txt, target_vocab.txt
+    text_classifier   TextClassification     sentiment            model.keras, vocab.txt, tokenizer.json (metadata:
+                                                                  class_names, sequence_length)
 """
 
 from keras_tx.config import TrainingConfig
@@ -22,17 +24,19 @@ from keras_tx.tasks.base import Task, train
 from keras_tx.tasks.image_classification import ImageClassification, ResNetConfig, ViTConfig
 from keras_tx.tasks.image_completion import ImageCompletion, ImageGPTConfig
 from keras_tx.tasks.masked_lm import BERTConfig, MaskedLM
+from keras_tx.tasks.text_classification import SentimentConfig, TextClassification
 from keras_tx.tasks.text_generation import GPTConfig, LSTMConfig, RNNConfig, TextGeneration
 from keras_tx.tasks.translation import TransformerConfig, Translation
 
-TASKS = {task.kind: task for task in (TextGeneration, MaskedLM, ImageClassification, ImageCompletion, Translation)}
+TASKS = {task.kind: task for task in (TextGeneration, MaskedLM, ImageClassification, ImageCompletion, Translation,
+                                      TextClassification)}
 # `keras-tx train VERB` -> (task, config dataclass), in the order `keras-tx train --help` lists them.
 TRAIN_VERBS = {verb: (task, config) for task in TASKS.values() for verb, config in task.configs.items()}
 
 __all__ = ["TASKS", "TRAIN_VERBS", "Task", "TrainingConfig", "load", "read_kind", "task_for_kind", "task_for_verb",
            "train", "TextGeneration", "MaskedLM", "ImageClassification", "ImageCompletion", "Translation",
-           "GPTConfig", "LSTMConfig", "RNNConfig", "BERTConfig", "ViTConfig", "ResNetConfig", "ImageGPTConfig",
-           "TransformerConfig"]
+           "TextClassification", "GPTConfig", "LSTMConfig", "RNNConfig", "BERTConfig", "ViTConfig", "ResNetConfig",
+           "ImageGPTConfig", "TransformerConfig", "SentimentConfig"]
 
 
 def task_for_kind(kind, model_dir=None):
