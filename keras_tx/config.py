@@ -138,6 +138,16 @@ class TrainingConfig:
     command: str = None
 
 
+@dataclasses.dataclass
+class StackConfig:
+    """The size of a stack of Transformer blocks, shared by the verbs that train one (mixed in first:
+    `class GPTConfig(StackConfig, TrainingConfig)`); a verb with other sizes redefines a field."""
+
+    num_layers: int = flag(4, None, POSITIVE)
+    num_heads: int = flag(4, None, POSITIVE)
+    hidden_dim: int = flag(128, None, POSITIVE)
+
+
 def default(name, value):
     """A shared flag of `TrainingConfig` with another default, for a verb's dataclass:
     `batch_size: int = default("batch_size", 64)`."""

@@ -16,6 +16,7 @@ same weights (names and shapes), so `set_weights` moves between the two. It adds
 incremental decoding (the same layout as keras-hub's: `(batch, 2, max_length, num_heads, key_dim)`).
 """
 
+import inspect
 import math
 
 import keras
@@ -488,22 +489,11 @@ class MultiHeadAttention(keras.layers.Layer):
         _check_key_value_shapes(value_shape, value_shape if key_shape is None else tuple(key_shape))
         return query_shape[:-1] + (self._output_shape or query_shape[-1:])
 
-    def compute_output_spec(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        return_attention_scores=False,
-        training=None,
-        use_causal_mask=False,
-        cache=None,
-        cache_update_index=None,
-    ):
-        """What `call` returns, as symbolic tensors: the output, the scores and the cache when they are returned."""
+    def compute_output_spec(self, query, value, key=None, *args, **kwargs):
+        """What `call` returns, as symbolic tensors: the output, the scores and the cache when they are returned.
+        Takes `call`'s arguments."""
+        arguments = inspect.signature(self.call).bind(query, value, key, *args, **kwargs).arguments
+        return_attention_scores, cache = arguments.get("return_attention_scores"), arguments.get("cache")
         shape = self.compute_output_shape(query.shape, value.shape, None if key is None else key.shape)
         specs = (keras.KerasTensor(shape, dtype=self.compute_dtype),)
         if return_attention_scores:

@@ -27,6 +27,7 @@ from keras_tx.layers.common import gelu_approximate
 from keras_tx.layers.common import register as _register
 from keras_tx.layers.embeddings import TokenAndPositionEmbedding
 from keras_tx.layers.transformer import TransformerEncoderBlock
+from keras_tx.models.common import ConstructorConfig, copy_keras_hub_weights
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 
@@ -38,7 +39,7 @@ def _initializer():
 
 
 @_register
-class BERT(keras.Model):
+class BERT(ConstructorConfig, keras.Model):
     """The BERT encoder: embeddings, a stack of post-LN encoder blocks and the [CLS] pooler.
 
     Args:
@@ -101,10 +102,7 @@ class BERT(keras.Model):
         super().__init__(
             inputs=inputs, outputs={"sequence_output": sequence_output, "pooled_output": pooled_output}, **kwargs
         )
-        self.vocabulary_size, self.num_layers, self.num_heads = vocabulary_size, num_layers, num_heads
-        self.hidden_dim, self.intermediate_dim, self.max_length = hidden_dim, intermediate_dim, max_length
-        self.num_segments, self.dropout, self.layer_norm_epsilon = num_segments, dropout, layer_norm_epsilon
-        self._layer_dtype = dtype
+        self.keep_arguments(locals())  # === Config: vocabulary_size, num_layers, ... as attributes ===
 
     @property
     def token_embedding(self):
@@ -160,17 +158,8 @@ class BERT(keras.Model):
             (ours.embedding_norm, backbone.embeddings_layer_norm),
             (ours.pooler, backbone.pooled_dense),
         ]
-        for mine, theirs in pairs:
-            mine.set_weights(theirs.get_weights())
-        for block, theirs in zip(ours.blocks, backbone.transformer_layers):
-            block.set_weights_from_keras_hub(theirs)
+        copy_keras_hub_weights(pairs, ours.blocks, backbone.transformer_layers)
         return ours
-
-    def get_config(self):
-        names = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim", "max_length",
-                 "num_segments", "dropout", "layer_norm_epsilon")
-        dtype = self._layer_dtype and keras.dtype_policies.serialize(keras.dtype_policies.get(self._layer_dtype))
-        return {"name": self.name, "trainable": self.trainable, **{n: getattr(self, n) for n in names}, "dtype": dtype}
 
 
 @_register

@@ -24,7 +24,7 @@ from keras_tx import generation
 from keras_tx.layers import PositionEmbedding, TokenEmbedding, TransformerDecoderBlock
 from keras_tx.layers.common import gelu_approximate
 from keras_tx.layers.common import register as _register
-from keras_tx.models.common import ConstructorConfig, construction_policy
+from keras_tx.models.common import ConstructorConfig, copy_keras_hub_weights
 
 
 
@@ -99,17 +99,7 @@ class GPT(ConstructorConfig, keras.Model):
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
         logits = self.token_embedding(self.hidden_states(token_ids), reverse=True)
         super().__init__(inputs=token_ids, outputs=logits, dtype=dtype, **kwargs)
-        self._construction_policy = construction_policy(dtype)  # what get_config saves
-
-        # === Config ===
-        self.vocabulary_size = vocabulary_size
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim
-        self.max_length = max_length
-        self.dropout = dropout
-        self.layer_norm_epsilon = layer_norm_epsilon
+        self.keep_arguments(locals())  # === Config: vocabulary_size, num_layers, ... as attributes ===
 
     def hidden_states(self, token_ids, training=None):
         """The final (LayerNorm-ed) hidden states (batch, T, hidden_dim): what the heads read."""
@@ -207,27 +197,8 @@ class GPT(ConstructorConfig, keras.Model):
             (model.position_embedding, backbone.position_embedding),
             (model.layer_norm, backbone.layer_norm),
         ]
-        for ours, theirs in pairs:
-            ours.set_weights(theirs.get_weights())
-        for ours, theirs in zip(model.blocks, backbone.transformer_layers):
-            ours.set_weights_from_keras_hub(theirs)
+        copy_keras_hub_weights(pairs, model.blocks, backbone.transformer_layers)
         return model
-
-    def get_config(self):
-        # Not the functional graph's config: the constructor arguments, from which __init__ rebuilds the graph.
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self._construction_policy),
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "max_length": self.max_length,
-            "dropout": self.dropout,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        }
 
 
 @_register

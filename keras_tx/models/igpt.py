@@ -301,8 +301,5 @@ class ImageGPT(GPT):
     # --- serialization ------------------------------------------------------------------------------------
 
     def get_config(self):
-        config = super().get_config()
-        for derived in ("vocabulary_size", "max_length"):  # both follow from the palette and the image size
-            config.pop(derived)
-        config.update(palette=self.palette.centres.tolist(), image_size=self.image_size)
-        return config
+        # The constructor's arguments (vocabulary_size and max_length follow from the palette and the image size).
+        return {**super().get_config(), "palette": self.palette.centres.tolist()}

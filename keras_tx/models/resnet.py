@@ -14,7 +14,7 @@ each stage halving the resolution and doubling the width, then global average po
 
 import keras
 
-from keras_tx.models.common import ConstructorConfig, construction_policy
+from keras_tx.models.common import ConstructorConfig
 
 # The residual branch's last BatchNorm starts at zero ("zero-init residual", Goyal et al., 2017), so that every
 # block starts as the identity and a deep stack trains like a shallow one at first.
@@ -47,6 +47,8 @@ class ResNet(ConstructorConfig, keras.Model):
     (2, 10)
     """
 
+    config_attributes = {"input_shape": "image_shape"}  # `input_shape` is a keras.Model property
+
     def __init__(
         self,
         input_shape=(32, 32, 3),
@@ -78,14 +80,7 @@ class ResNet(ConstructorConfig, keras.Model):
             x = keras.layers.Dropout(dropout, dtype=dtype, name="head_dropout")(x)
             x = keras.layers.Dense(num_classes, dtype=dtype, name="head")(x)
         super().__init__(inputs=images, outputs=x, dtype=dtype, **kwargs)
-        self._construction_policy = construction_policy(dtype)  # what get_config saves
-
-        self.image_shape = input_shape
-        self.num_classes = num_classes
-        self.width = width
-        self.blocks_per_stage = blocks_per_stage
-        self.dropout = dropout
-        self.zero_init_residual = zero_init_residual
+        self.keep_arguments(locals())  # === Config: input_shape (as image_shape), num_classes, ... ===
 
     def _conv_bn(self, x, filters, kernel_size, strides, name, gamma="ones"):
         # No conv bias: the BatchNorm right after it has its own shift.
@@ -112,17 +107,3 @@ class ResNet(ConstructorConfig, keras.Model):
         y = self._conv_bn(y, filters, 3, 1, f"{name}_2", gamma=_ZERO_GAMMA if self._zero_init_residual else "ones")
         y = keras.layers.Add(dtype=self._dtype_arg, name=f"{name}_add")([shortcut, y])
         return keras.layers.ReLU(dtype=self._dtype_arg, name=f"{name}_out")(y)
-
-    def get_config(self):
-        # The constructor arguments (not Functional's layer graph), so that reloading rebuilds a ResNet.
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self._construction_policy),
-            "input_shape": self.image_shape,
-            "num_classes": self.num_classes,
-            "width": self.width,
-            "blocks_per_stage": self.blocks_per_stage,
-            "dropout": self.dropout,
-            "zero_init_residual": self.zero_init_residual,
-        }

@@ -17,7 +17,7 @@ from keras import ops
 from keras_tx import generation
 from keras_tx.layers import LSTM, SimpleRNN
 from keras_tx.layers.common import register as _register
-from keras_tx.models.common import ConstructorConfig, construction_policy
+from keras_tx.models.common import ConstructorConfig
 
 _CELLS = {"lstm": (LSTM, 2), "rnn": (SimpleRNN, 1)}  # layer class, number of states (LSTM: h and c)
 
@@ -69,15 +69,7 @@ class RNNLanguageModel(ConstructorConfig, keras.Model):
             x = layer(x)[0]  # (B, T, U); the final states are only needed when generating
         logits = self.output_dense(self.output_dropout(x))  # (B, T, V)
         super().__init__(inputs=token_ids, outputs=logits, dtype=dtype, **kwargs)
-        self._construction_policy = construction_policy(dtype)  # what get_config saves
-
-        # === Config ===
-        self.vocabulary_size = vocabulary_size
-        self.cell = cell
-        self.embedding_dim = embedding_dim
-        self.units = units
-        self.num_layers = num_layers
-        self.dropout = dropout
+        self.keep_arguments(locals())  # === Config: vocabulary_size, cell, ... as attributes ===
 
     def initial_cache(self, batch_size, length=None):
         """Zero states of every layer, (batch, num_layers, num_states, units); `length` is not needed."""
@@ -108,17 +100,3 @@ class RNNLanguageModel(ConstructorConfig, keras.Model):
         return generation.generate(
             self, token_ids, max_new_tokens, sampler=sampler, temperature=temperature, seed=seed, **kwargs
         )
-
-    def get_config(self):
-        # The constructor arguments, from which __init__ rebuilds the functional graph.
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self._construction_policy),
-            "vocabulary_size": self.vocabulary_size,
-            "cell": self.cell,
-            "embedding_dim": self.embedding_dim,
-            "units": self.units,
-            "num_layers": self.num_layers,
-            "dropout": self.dropout,
-        }

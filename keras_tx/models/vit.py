@@ -21,7 +21,7 @@ import numpy as np
 from keras import ops
 
 from keras_tx.layers import ClassToken, PatchEmbedding, PositionEmbedding, TransformerEncoderBlock
-from keras_tx.models.common import ConstructorConfig, construction_policy
+from keras_tx.models.common import ConstructorConfig
 
 
 def _pair(value):
@@ -119,20 +119,7 @@ class ViT(ConstructorConfig, keras.Model):
         if self.head is not None:
             outputs = self.head(outputs)
         super().__init__(inputs=images, outputs=outputs, dtype=dtype, **kwargs)
-        self._construction_policy = construction_policy(dtype)  # what get_config saves
-
-        # === Config ===
-        self.image_size = image_size
-        self.patch_size = patch_size
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.hidden_dim = hidden_dim
-        self.mlp_dim = mlp_dim
-        self.num_classes = num_classes
-        self.dropout = dropout
-        self.pooling = pooling
-        self.num_channels = num_channels
-        self.layer_norm_epsilon = layer_norm_epsilon
+        self.keep_arguments(locals())  # === Config: image_size, patch_size, ... as attributes ===
 
     def _encode(self, images, training=None, return_attention_scores=False):
         """Images -> normalized token states (B, T, D), and each block's attention weights if asked."""
@@ -266,22 +253,3 @@ class ViT(ConstructorConfig, keras.Model):
             ours.feedforward.output_dense.set_weights(theirs.mlp.dense_2.get_weights())
         model.final_norm.set_weights(encoder.layer_norm.get_weights())
         return model
-
-    def get_config(self):
-        # Not Functional's layer graph: the constructor arguments, so that reloading rebuilds a ViT.
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self._construction_policy),
-            "image_size": self.image_size,
-            "patch_size": self.patch_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "mlp_dim": self.mlp_dim,
-            "num_classes": self.num_classes,
-            "dropout": self.dropout,
-            "pooling": self.pooling,
-            "num_channels": self.num_channels,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        }

@@ -16,7 +16,8 @@ Training is one function, `train(config)`, with hooks per task (class methods):
     batches(config, data, model, seed)          -> start_step -> tf.data of training batches (resumable)
     validation_data(config, data, model, seed)  -> tf.data the interval evaluations run on
     save_preprocessing(out, data)               -> writes the tokenizer files next to the model
-    finish(config, data, model, history)        -> (final metrics, extra metadata.json fields, summary line)
+    finish(config, data, model, history)        -> (final metrics, metadata.json fields besides kind, architecture
+                                                   (the verb) and config (the model's), summary line)
 """
 
 import os
@@ -121,8 +122,8 @@ def train(config):
     seconds = time.perf_counter() - start
     metrics, fields, summary = task.finish(config, data, model, history)
     metrics["training_seconds_this_run"] = round(seconds, 1)
-    metadata = artifacts.save_model(config.out, model, {"kind": task.kind, **fields, "metrics": metrics},
-                                    command=config.command)
+    fields = {"kind": task.kind, "architecture": config.model, "config": model.get_config(), **fields}
+    metadata = artifacts.save_model(config.out, model, {**fields, "metrics": metrics}, command=config.command)
     artifacts.finish_run(config.out)
     print(f"{summary}; wrote {config.out}/")
     return metadata

@@ -15,7 +15,7 @@ import types
 import numpy as np
 
 from keras_tx import validation
-from keras_tx.config import POSITIVE, TrainingConfig, default, flag
+from keras_tx.config import POSITIVE, StackConfig, TrainingConfig, default, flag
 from keras_tx.tasks.base import Task, chain_epochs, data_source, epochs_schedule, final
 
 
@@ -36,14 +36,12 @@ class ImageTrainingConfig(TrainingConfig):
 
 
 @dataclasses.dataclass
-class ViTConfig(ImageTrainingConfig):
+class ViTConfig(StackConfig, ImageTrainingConfig):
     """`keras-tx train vit`: a Vision Transformer image classifier."""
 
     model: str = "vit"
     patch_size: int = flag(4, None, POSITIVE)
     num_layers: int = flag(6, None, POSITIVE)
-    num_heads: int = flag(4, None, POSITIVE)
-    hidden_dim: int = flag(128, None, POSITIVE)
     mlp_dim: int = flag(None, "default 2 * hidden-dim", POSITIVE)
 
 
@@ -110,9 +108,37 @@ class ImageClassification(Task):
                 "test_images": int(len(data.y_test))}
 
     def serving_endpoints(self):
-        from keras_tx import export
+        """serving_default (pixels -> logits) and classify (image files -> labels), decoding in the graph."""
+        import tensorflow as tf
 
-        return export.image_classifier_endpoints(self)
+        from keras_tx import graph_checks as guard
+        from keras_tx.data.graph_images import to_model_pixels
+
+        model, metadata = self.model, self.metadata
+        height, width, channels = (int(d) for d in metadata["image_shape"])
+        class_names = tf.constant([str(name) for name in metadata["class_names"]])
+        num_classes = len(metadata["class_names"])
+
+        def serving_default(images):
+            logits = tf.cast(model(images, training=False), tf.float32)
+            return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+        def classify(image_bytes):
+            image_bytes = guard.checked(image_bytes, guard.batch_check(image_bytes))
+            images = tf.map_fn(
+                lambda data: to_model_pixels(data, height, width, channels), image_bytes,
+                fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32),
+            )
+            probabilities = tf.nn.softmax(tf.cast(model(images, training=False), tf.float32), axis=-1)
+            probabilities, class_ids = tf.math.top_k(probabilities, num_classes)  # every class, best first
+            return {"labels": tf.gather(class_names, class_ids), "class_ids": class_ids, "probabilities": probabilities}
+
+        endpoints = [
+            ("serving_default", serving_default,
+             [tf.TensorSpec([None, height, width, channels], tf.float32, name="images")]),
+            ("classify", classify, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
+        ]
+        return model, [], endpoints
 
     # ------------------------------------------------------------------------------------------- training
 
@@ -180,7 +206,7 @@ class ImageClassification(Task):
         }
         subset = f", first {config.train_size} training images" if config.train_size else ""
         fields = {
-            "architecture": config.model, "config": model.get_config(), "dataset": data.source,
+            "dataset": data.source,
             "split": "the dataset's own train/test split" + subset,
             "image_shape": list(model.input_shape[1:]), "class_names": list(data.images.class_names),
         }

@@ -15,21 +15,18 @@ import types
 import numpy as np
 
 from keras_tx import validation
-from keras_tx.config import POSITIVE, TrainingConfig, default, flag, integer
+from keras_tx.config import POSITIVE, StackConfig, TrainingConfig, default, flag, integer
 from keras_tx.tasks.base import Task, chain_epochs, data_source, epochs_schedule, final, log_softmax_pick
 
 
 @dataclasses.dataclass
-class ImageGPTConfig(TrainingConfig):
+class ImageGPTConfig(StackConfig, TrainingConfig):
     """`keras-tx train igpt`: a k-means palette, then a GPT over the raster palette indices of downsampled images."""
 
     model: str = "igpt"
     image_size: int = flag(None, "side of the token grid (default: half the images' side from 16 up: 28 -> 14, "
                                  "digits 16 -> 8)", integer(2))
     num_colors: int = flag(16, "k-means palette size", integer(2, 4096))
-    num_layers: int = flag(4, None, POSITIVE)
-    num_heads: int = flag(4, None, POSITIVE)
-    hidden_dim: int = flag(128, None, POSITIVE)
     intermediate_dim: int = flag(None, "default 4 * hidden-dim", POSITIVE)
     epochs: int = flag(10, None, POSITIVE)
     train_size: int = flag(None, "use only the first N training images", POSITIVE)
@@ -228,7 +225,7 @@ class ImageCompletion(Task):
         split = (data.split + (f", first {config.train_size} training images" if config.train_size else "")
                  + (f", first {config.test_size} test images" if config.test_size else ""))
         fields = {
-            "architecture": "igpt", "config": model.get_config(), "dataset": data.source, "split": split,
+            "dataset": data.source, "split": split,
             "test_size": config.test_size, "image_shape": list(data.x_train.shape[1:]), "token_grid": [height, width],
             "num_colors": data.palette.num_colors,
             "nll_unit": f"per pixel of the {height}x{width} token grid, each one of {data.palette.num_colors} palette "

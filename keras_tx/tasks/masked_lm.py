@@ -15,18 +15,15 @@ import types
 
 import numpy as np
 
-from keras_tx.config import POSITIVE, TrainingConfig, default, flag, integer
+from keras_tx.config import POSITIVE, StackConfig, TrainingConfig, default, flag, integer
 from keras_tx.tasks.base import Task, final, log_softmax_pick
 
 
 @dataclasses.dataclass
-class BERTConfig(TrainingConfig):
+class BERTConfig(StackConfig, TrainingConfig):
     """`keras-tx train bert`: BERT masked-LM pretraining with a WordPiece vocabulary trained on the data."""
 
     model: str = "bert"
-    num_layers: int = flag(4, None, POSITIVE)
-    num_heads: int = flag(4, None, POSITIVE)
-    hidden_dim: int = flag(128, None, POSITIVE)
     intermediate_dim: int = flag(None, "default 4 * hidden-dim", POSITIVE)
     sequence_length: int = flag(64, None, integer(4))
     vocabulary_size: int = flag(8000, None, integer(16))
@@ -133,9 +130,68 @@ class MaskedLM(Task):
                 **{k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}}
 
     def serving_endpoints(self):
-        from keras_tx import export
+        """serving_default (features -> logits) and fill_mask (text -> top-k tokens), WordPiece in the graph."""
+        import tensorflow as tf
 
-        return export.masked_lm_endpoints(self)
+        from keras_tx import graph_checks as guard
+        from keras_tx import validation
+        from keras_tx.data.graph_text import WordPiece
+
+        from keras_tx.data.wordpiece import CLS, MASK, SEP
+        from keras_tx.models.bert import INPUT_NAMES
+
+        model = self.model
+        tokenizer = model.tokenizer
+        # "[MASK]" stays whole whatever the tokenizer's settings: fill_mask splits the text on it, as
+        # BERTMaskedLM.fill_mask does.
+        wordpiece = WordPiece(tokenizer, extra_special_tokens=(MASK,))
+        cls_id, sep_id, mask_id = (tokenizer.token_to_id(t) for t in (CLS, SEP, MASK))
+        max_length = model.backbone.max_length
+        vocabulary_size = model.backbone.vocabulary_size
+
+        def serving_default(token_ids, segment_ids, padding_mask, mask_positions):
+            token_ids = guard.checked(token_ids, guard.token_id_check(token_ids, vocabulary_size))
+            inputs = dict(token_ids=token_ids, segment_ids=segment_ids, padding_mask=padding_mask,
+                          mask_positions=mask_positions)
+            return {"logits": tf.cast(model(inputs, training=False), tf.float32)}
+
+        def fill_mask(text, top_k):
+            # BERTMaskedLM.fill_mask's decisions (keras_tx.validation): "[mask]" in any case, at least one, at most
+            # max_predictions, top_k >= 1 (more than the vocabulary: all of it).
+            checks = guard.text_checks(text[None]) + [guard.require(top_k >= 1, f"top_k {validation.integer_range(1)}.")]
+            with tf.control_dependencies(checks):
+                text = tf.strings.regex_replace(text, r"(?i)\[mask\]", MASK)
+            masks = tf.size(tf.strings.split(text, sep=MASK)) - 1
+            too_many = validation.too_many_masks(model.max_predictions)
+            text = guard.checked(text, guard.require(masks > 0, validation.NO_MASK),
+                                 guard.require(masks <= model.max_predictions, too_many))
+            pieces = wordpiece.tokenize(text[None])[0]
+            ids = tf.concat([[cls_id], pieces, [sep_id]], 0)
+            # Checked before the model reads the ids (whose position embedding would fail on its own first).
+            ids = guard.checked(ids, tf.debugging.Assert(tf.size(ids) <= max_length, [
+                "The text is too long: with [CLS] and [SEP] it has more tokens than the model's "
+                f"max_length={max_length}:", tf.size(ids)]))
+            positions = tf.cast(tf.where(tf.equal(ids, mask_id))[:, 0], tf.int32)  # (M,)
+            ones = tf.ones_like(ids)[None]
+            inputs = {"token_ids": ids[None], "segment_ids": 0 * ones, "padding_mask": ones,
+                      "mask_positions": positions[None]}
+            logits = tf.cast(model(inputs, training=False), tf.float32)[0]  # (M, V)
+            probabilities = tf.nn.softmax(logits, axis=-1)
+            scores, token_ids = tf.math.top_k(probabilities, tf.clip_by_value(top_k, 1, vocabulary_size))
+            return {
+                "tokens": tf.gather(tf.constant(wordpiece.vocabulary), token_ids),
+                "token_ids": token_ids,
+                "scores": scores,
+            }
+
+        endpoints = [
+            ("serving_default", serving_default,
+             [tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES]
+             + [tf.TensorSpec([None, None], tf.int32, name="mask_positions")]),
+            ("fill_mask", fill_mask,
+             [tf.TensorSpec([], tf.string, name="text"), tf.TensorSpec([], tf.int32, name="top_k")]),
+        ]
+        return model, [wordpiece], endpoints
 
     # ------------------------------------------------------------------------------------------- training
 
@@ -197,8 +253,7 @@ class MaskedLM(Task):
         save_tokenizer(data.tokenizer, config.out)
         sst2 = "SST-2" in data.source or "sst2" in data.source
         fields = {
-            "architecture": "bert", "config": model.backbone.get_config(), "tokenizer": "vocab.txt",
-            "dataset": data.source,
+            "config": model.backbone.get_config(), "tokenizer": "vocab.txt", "dataset": data.source,
             "split": "the dataset's train / validation split" if sst2 else "first 90% of lines train, last 10% "
                      "validation",
             "sequence_length": config.sequence_length,

@@ -16,18 +16,15 @@ import types
 import numpy as np
 
 from keras_tx import validation
-from keras_tx.config import POSITIVE, TrainingConfig, flag, integer
+from keras_tx.config import POSITIVE, StackConfig, TrainingConfig, flag, integer
 from keras_tx.tasks.base import Task, final
 
 
 @dataclasses.dataclass
-class GPTConfig(TrainingConfig):
+class GPTConfig(StackConfig, TrainingConfig):
     """`keras-tx train gpt`: nanoGPT's CPU "baby GPT" (README, shakespeare_char on a laptop) by default."""
 
     model: str = "gpt"
-    num_layers: int = flag(4, None, POSITIVE)
-    num_heads: int = flag(4, None, POSITIVE)
-    hidden_dim: int = flag(128, None, POSITIVE)
     intermediate_dim: int = flag(None, "default 4 * hidden-dim", POSITIVE)
     context: int = flag(64, "tokens per training window = max length", integer(2))
 
@@ -75,6 +72,33 @@ def random_window_batches(ids, sequence_length, batch_size, seed, start_step=0, 
 
     steps = tf.data.Dataset.range(start_step, total_steps) if total_steps else tf.data.Dataset.range(start_step, 2**62)
     return steps.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def graph_generate_ids(model, prompt_ids, new_tokens, temperature, seed):
+    """prompt ids (P,) -> prompt + `new_tokens` ids, as `keras_tx.generation.generate_long` makes them with the
+    sampler "random" (temperature 0: greedy) and this seed: the same chunks past a GPT's context
+    (`generation.next_chunk`), the same loop (`generation.sample_loop`, traced here as graph ops) and so the same
+    random numbers. A recurrent model has no context and runs in one chunk.
+    """
+    import tensorflow as tf
+
+    from keras_tx import generation, sampling
+
+    context = getattr(model, "max_length", None)
+    settings, seed = sampling.settings("random", temperature), sampling.seed_words(seed)
+
+    def body(tokens, done):
+        chunk, start = generation.next_chunk(context, tf.size(tokens), new_tokens - done)
+        window = tokens[start:][None]  # (1, W)
+        cache = model.initial_cache(1, tf.size(window) + chunk)
+        out, _ = generation.sample_loop(model.call_with_cache, window, cache, chunk, seed, settings, done)
+        return tf.concat([tokens, out[0, tf.size(window):]], 0), done + chunk
+
+    tokens, _ = tf.while_loop(
+        lambda tokens, done: done < new_tokens, body, (prompt_ids, tf.constant(0)),
+        shape_invariants=(tf.TensorShape([None]), tf.TensorShape([])),
+    )
+    return tokens
 
 
 class TextGeneration(Task):
@@ -125,51 +149,17 @@ class TextGeneration(Task):
     def generate_ids(self, prompt_ids, max_new_tokens, **sampling):
         """`prompt_ids` and `max_new_tokens` more tokens, past the model's context if need be (`sampling`:
         `keras_tx.generation.generate`'s sampler, temperature, top_k, top_p, num_beams, seed)."""
-        context = self.context
-        tokens = np.asarray(prompt_ids, "int32")
-        remaining = max_new_tokens
-        seed, chunk_index = sampling.pop("seed", None), 0
-        while remaining > 0:
-            # A fixed seed gives one reproducible stream, not the same random draws repeated in every chunk.
-            sampling["seed"] = None if seed is None else seed + chunk_index
-            chunk_index += 1
-            if context is None:
-                chunk, window = remaining, tokens
-            else:
-                chunk = min(remaining, context // 2)
-                window = tokens[-(context - chunk):]
-            out = self.model.generate(window, max_new_tokens=chunk, **sampling)
-            new = np.asarray(out)[len(window):]
-            tokens = np.concatenate([tokens, new])
-            remaining -= chunk
-            if len(new) < chunk:  # a stop token ended it
-                break
-        return tokens
+        from keras_tx import generation
+
+        return generation.generate_long(self.model, prompt_ids, max_new_tokens, **sampling)
 
     def stream(self, prompt_ids, max_new_tokens, **sampling):
-        """Yield (text, number of tokens) as the tokens come (beam search: all at once, at the end)."""
-        if sampling.get("sampler") == "beam" or not hasattr(self.model, "generate_stream"):
-            tokens = self.generate_ids(prompt_ids, max_new_tokens, **sampling)
-            new = tokens[len(prompt_ids):]
-            yield self.tokenizer.decode(new), len(new)
-            return
-        context = self.model.max_length
-        tokens = list(np.asarray(prompt_ids, "int32"))
-        seed = sampling.pop("seed", None)
-        remaining, chunk_index = max_new_tokens, 0
-        while remaining > 0:
-            chunk = min(remaining, context // 2)
-            window = np.asarray(tokens[-(context - chunk):], "int32")
-            chunk_seed = None if seed is None else seed + chunk_index
-            produced = 0
-            for token in self.model.generate_stream(window, chunk, seed=chunk_seed, **sampling):
-                tokens.append(token)
-                produced += 1
-                yield self.tokenizer.decode([token]), 1
-            remaining -= chunk
-            chunk_index += 1
-            if produced < chunk:  # a stop token ended it
-                return
+        """Yield (text, number of tokens) as the tokens come (beam search: all at once, at the end); together they
+        are `generate_ids`' new tokens."""
+        from keras_tx import generation
+
+        for tokens in generation.stream_long(self.model, prompt_ids, max_new_tokens, **sampling):
+            yield self.tokenizer.decode(tokens), len(tokens)
 
     def generate(self, prompt, max_new_tokens=200, **sampling):
         """The prompt (its part that fits) and its continuation, as text."""
@@ -209,9 +199,44 @@ class TextGeneration(Task):
         return {"model_dir": self.model_dir, "val_loss": round(float(loss), 4), "batches": batches}
 
     def serving_endpoints(self):
-        from keras_tx import export
+        """serving_default (token ids -> logits) and generate (prompt -> text), tokenizer and loop in the graph."""
+        import tensorflow as tf
 
-        return export.language_model_endpoints(self)
+        from keras_tx import graph_checks as guard
+        from keras_tx.data.graph_text import CharVocabulary
+
+        model, tokenizer = self.model, self.tokenizer
+        vocabulary = CharVocabulary(tokenizer.vocabulary)
+
+        def serving_default(token_ids):
+            token_ids = guard.checked(token_ids, guard.token_id_check(token_ids, len(tokenizer.vocabulary)))
+            return {"logits": tf.cast(model(token_ids, training=False), tf.float32)}
+
+        def generate(prompt, max_new_tokens, temperature, seed):
+            # The decisions of TextGeneration.prompt_ids and generation._check (keras_tx.validation), in graph ops.
+            checks = guard.text_checks(prompt[None], "The prompt", blank_ok=True) + [
+                guard.require((max_new_tokens >= 1) & (max_new_tokens <= validation.MAX_NEW_TOKENS),
+                         f"max_new_tokens {validation.integer_range(1, validation.MAX_NEW_TOKENS)}."),
+                guard.require(tf.math.is_finite(temperature) & (temperature >= 0), validation.TEMPERATURE + "."),
+                guard.require(seed >= 0, f"seed {validation.integer_range(0, 2**63 - 1)}."),
+            ]
+            with tf.control_dependencies(checks):
+                ids, unknown = vocabulary.encode(prompt)
+            ids = guard.checked(ids, guard.require(tf.equal(unknown, 0), validation.UNKNOWN_CHARACTERS + "."))
+            tokens = graph_generate_ids(model, ids, max_new_tokens, temperature, seed)
+            completion = vocabulary.decode(tokens[tf.size(ids):])
+            return {"text": tf.strings.join([prompt, completion]), "completion": completion, "token_ids": tokens}
+
+        endpoints = [
+            ("serving_default", serving_default, [tf.TensorSpec([None, None], tf.int32, name="token_ids")]),
+            ("generate", generate, [
+                tf.TensorSpec([], tf.string, name="prompt"),
+                tf.TensorSpec([], tf.int32, name="max_new_tokens"),
+                tf.TensorSpec([], tf.float32, name="temperature"),
+                tf.TensorSpec([], tf.int64, name="seed"),
+            ]),
+        ]
+        return model, [vocabulary], endpoints
 
     # ------------------------------------------------------------------------------------------- training
 
@@ -271,8 +296,7 @@ class TextGeneration(Task):
         dataset = (config.text_file or config.dataset or (config.data_dir and f"{config.data_dir}/input.txt")
                    or "pydoc_topics")
         fields = {
-            "architecture": config.model, "config": model.get_config(), "tokenizer": "tokenizer.json",
-            "dataset": dataset, "split": "first 90% of characters train, last 10% validation",
+            "tokenizer": "tokenizer.json", "dataset": dataset, "split": "first 90% of characters train, last 10% validation",
             "context": config.context, "batch_size": config.batch_size,
         }
         summary = (f"val loss {metrics['val_loss']:.4f} (train {metrics['train_loss']:.4f}) after {config.steps} "

@@ -112,9 +112,45 @@ class Translation(Task):
                 "bleu_greedy": round(float(scores["greedy"]), 2), "bleu_beam4": round(float(scores["beam"]), 2)}
 
     def serving_endpoints(self):
-        from keras_tx import export
+        """serving_default (ids -> logits) and translate (texts -> greedy translations), WordPiece in the graph."""
+        import tensorflow as tf
 
-        return export.translation_endpoints(self)
+        from keras_tx import graph_checks as guard
+        from keras_tx import validation
+        from keras_tx.data.graph_text import WordPiece, target_texts
+
+        translator = self.translator
+        model = translator.model
+        source, target = WordPiece(translator.source_tokenizer), WordPiece(translator.target_tokenizer)
+        start_id, end_id = translator.start_id, translator.end_id
+        max_source_length, steps = model.max_source_length, model.max_target_length
+
+        def serving_default(encoder_token_ids, decoder_token_ids):
+            inputs = {"encoder_token_ids": encoder_token_ids, "decoder_token_ids": decoder_token_ids}
+            return {"logits": tf.cast(model(inputs, training=False), tf.float32)}
+
+        def translate(text):
+            # Translator.translate's decisions (keras_tx.validation): at most 64 texts, each UTF-8, not empty, not
+            # longer than the model reads, with a word the model knows; an empty batch gets an empty answer.
+            with tf.control_dependencies(guard.text_checks(text) + [guard.batch_check(text)]):
+                pieces = source.tokenize(text)
+            lengths = pieces.row_lengths()
+            known = tf.reduce_any(tf.not_equal(pieces, source.unknown_id), axis=1)
+            pieces = guard.checked(pieces.to_tensor(0, shape=[None, max_source_length]), guard.require(
+                tf.reduce_all(lengths <= max_source_length),
+                f"The text has more pieces than the model's max_source_length={max_source_length}: shorten it."),
+                guard.require(tf.reduce_all(known), validation.NO_KNOWN_WORD + "."))
+            tokens, _ = model.decoding_loop(pieces, steps, "greedy", 1, start_id, end_id)
+            return {"translation": target_texts(target, tokens, end_id), "token_ids": tokens}
+
+        endpoints = [
+            ("serving_default", serving_default, [
+                tf.TensorSpec([None, None], tf.int32, name="encoder_token_ids"),
+                tf.TensorSpec([None, None], tf.int32, name="decoder_token_ids"),
+            ]),
+            ("translate", translate, [tf.TensorSpec([None], tf.string, name="text")]),
+        ]
+        return model, [source, target], endpoints
 
     # ------------------------------------------------------------------------------------------- training
 
@@ -195,8 +231,7 @@ class Translation(Task):
             bleu = Translator(model, *data.tokenizers).evaluate_bleu(scored)
             metrics.update(test_bleu_greedy=round(float(bleu), 2), test_bleu_sentences=len(scored))
         fields = {
-            "architecture": "seq2seq_transformer", "config": model.get_config(),
-            "tokenizer": "source_vocab.txt, target_vocab.txt", "dataset": data.source,
+            "architecture": "seq2seq_transformer", "tokenizer": "source_vocab.txt, target_vocab.txt", "dataset": data.source,
             "split": "the corpus's train / validation / test splits", "languages": [config.source, config.target],
             "label_smoothing": config.label_smoothing,
         }
