@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.test_cli import ROOT, keras_tx, one_line_error
+from tests.test_cli import ROOT, one_line_error
 
 GOOD, BAD = "good great fine funny warm sharp".split(), "bad boring slow dull cold awful".split()
 FILLER = "the a film movie story acting was is".split()
@@ -35,6 +35,15 @@ def _write_tsv(path, rows):
     return path
 
 
+def _cli(capsys, *argv):
+    """`keras-tx ARGV` in this process (TensorFlow is loaded already): (exit status, stdout, stderr)."""
+    from keras_tx import cli
+
+    status = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, request):
     """A tiny SST-2 folder, a masked LM (`keras-tx train bert`) and a classifier (`keras-tx train sentiment
@@ -54,10 +63,13 @@ def _make_runs(folder):
     folder.mkdir(exist_ok=True)
     _write_tsv(folder / "sst2" / "train.tsv", _rows(160, 0))
     _write_tsv(folder / "sst2" / "dev.tsv", _rows(32, 1))
-    keras_tx("train", "bert", "--data-dir", folder / "sst2", "--steps", 2, "--eval-interval", 2, "--out",
-             folder / "bert", "--force", *TINY_BERT)
-    keras_tx("train", "sentiment", "--data-dir", folder / "sst2", "--init-from", folder / "bert", "--steps", 6,
-             "--eval-interval", 3, "--out", folder / "sentiment", "--force", *TINY)
+    from keras_tx import cli
+
+    # `keras-tx train ...` in this process (a subprocess would start TensorFlow again for each command).
+    assert cli.main(["train", "bert", "--data-dir", str(folder / "sst2"), "--steps", "2", "--eval-interval", "2",
+                     "--out", str(folder / "bert"), "--force", *TINY_BERT]) == 0
+    assert cli.main(["train", "sentiment", "--data-dir", str(folder / "sst2"), "--init-from", str(folder / "bert"),
+                     "--steps", "6", "--eval-interval", "3", "--out", str(folder / "sentiment"), "--force", *TINY]) == 0
     (folder / "done").write_text("")
     return folder
 
@@ -114,9 +126,11 @@ def test_train_from_scratch_on_a_tsv_file(tmp_path):
     assert result["validation_texts"] == 8 and 0 <= result["validation_accuracy"] <= 1
 
 
-def test_classify_with_the_cli_and_the_api(classifier_dir, task):
+def test_classify_with_the_cli_and_the_api(classifier_dir, task, capsys):
     texts = ["a good film", "The acting was BORING , slow ..."]
-    lines = keras_tx("classify", classifier_dir, *texts, "--top-k", 2).stdout.strip().splitlines()
+    status, out, _ = _cli(capsys, "classify", classifier_dir, *texts, "--top-k", 2)
+    lines = out.strip().splitlines()
+    assert status == 0
     assert len(lines) == 2
     results = task.classify(texts, top_k=2)
     for line, (text, pairs) in zip(lines, results):
@@ -134,15 +148,6 @@ def test_text_that_is_not_utf8_is_a_one_line_error(classifier_dir):
                             capture_output=True, env=env, timeout=300)
     result.stderr = result.stderr.decode("utf-8", "replace")
     assert "UTF-8" in one_line_error(result)
-
-
-def _cli(capsys, *argv):
-    """`keras-tx ARGV` in this process (TensorFlow is loaded already): (exit status, stdout, stderr)."""
-    from keras_tx import cli
-
-    status = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.mark.parametrize("texts, expected", [(["a film", "   "], "is empty"), (["fine"] * 65, "At most 64"),
@@ -204,18 +209,17 @@ def test_the_exported_signature_gives_the_python_probabilities(classifier_dir, t
 
 
 def test_the_directory_round_trips(classifier_dir, task, tmp_path):
-    import keras
+    """Saved again as `train` saves it (artifacts.save_model, save_tokenizer) and loaded: the same classifier."""
+    from keras_tx import artifacts, tasks
+    from keras_tx.data.wordpiece import save_tokenizer
 
-    from keras_tx import tasks
-
+    artifacts.save_model(str(tmp_path / "copy"), task.model, task.metadata, command="test")
+    save_tokenizer(task.tokenizer, str(tmp_path / "copy"))
+    again = tasks.load(str(tmp_path / "copy"))
+    assert isinstance(again, tasks.TextClassification) and again.class_names == task.class_names
+    assert again.tokenizer.get_vocabulary() == task.tokenizer.get_vocabulary()
     texts = ["a good film", "a dull story"]
-    again = tasks.TextClassification.load(str(classifier_dir))
     np.testing.assert_array_equal(again.probabilities(texts), task.probabilities(texts))
-    task.model.save(tmp_path / "copy.keras")
-    copy = keras.saving.load_model(tmp_path / "copy.keras")
-    assert copy.tokenizer.get_vocabulary() == task.tokenizer.get_vocabulary()
-    np.testing.assert_allclose(copy.predict_on_batch(task.encode(texts)), task.model.predict_on_batch(
-        task.encode(texts)), atol=1e-6)
     with pytest.raises(ValueError, match="not a text classifier"):
         tasks.TextClassification.load(str(classifier_dir.parent / "bert"))
 
