@@ -301,8 +301,8 @@ def text_classifier_endpoints(task):
     import tensorflow as tf
 
     from keras_tx import graph_checks as guard
+    from keras_tx.data.graph_text import WordPiece
     from keras_tx.data.wordpiece import CLS, PAD, SEP
-    from keras_tx.export import WordPiece
     from keras_tx.models.bert import INPUT_NAMES
 
     model, tokenizer = task.model, task.tokenizer
