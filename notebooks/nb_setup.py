@@ -86,8 +86,9 @@ def windows(token_ids, length, count=None, rng=None):
 
 def load_sentences():
     """SST-2 sentences and labels (keras_tx.data.load_sst2) from $KERAS_TX_DATA/sst2 or ../shared/datasets/sst2;
-    else lines of Python's own documentation (pydoc_data.topics), without labels."""
+    else lines of Python's own documentation (keras_tx.data.text.embedded_text: pydoc_data.topics), without labels."""
     from keras_tx.data import load_sst2
+    from keras_tx.data.text import embedded_text
 
     folders = []
     if os.environ.get("KERAS_TX_DATA"):
@@ -99,9 +100,7 @@ def load_sentences():
             print(f"data: SST-2 ({folder.name}/): {len(train[0]):,} training and {len(dev[0]):,} validation "
                   "sentences with sentiment labels")
             return train, dev, "SST-2"
-    from pydoc_data.topics import topics
-
-    lines = [" ".join(line.lower().split()) for name in sorted(topics) for line in topics[name].splitlines()]
+    lines = [" ".join(line.lower().split()) for line in embedded_text().splitlines()]
     lines = [line for line in lines if len(line.split()) >= 5]
     cut = int(0.9 * len(lines))
     print(f"SST-2 NOT FOUND (looked at {[str(f) for f in folders]}); using {len(lines):,} lines of Python's "
