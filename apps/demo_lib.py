@@ -9,7 +9,7 @@ tested without Streamlit. Model directories live in one folder (the repo's saved
     vit_fashion_mnist/      image_classifier  image classification (+ attention rollout)
     resnet_fashion_mnist/   image_classifier  image classification (the CNN baseline)
     igpt_*/                 image_gpt         image completion (optional)
-    any name                translation       translation (optional; keras_tx.data.translation.Translator files)
+    any name                translation       translation (optional; keras_tx.tasks.translation.Translator files)
 
 Any other directory of one of these kinds can be picked in the sidebar. A missing one is not an error: the page
 shows the command that makes it (the "command" of its metadata.json if one is left, else `DEFAULT_COMMANDS`).

@@ -150,7 +150,8 @@ def score(args):
 
     from keras_tx import artifacts
     from keras_tx.bleu import corpus_bleu
-    from keras_tx.data.translation import Translator, load_translation_tokenizers, save_translation_tokenizers
+    from keras_tx.data.translation import load_translation_tokenizers, save_translation_tokenizers
+    from keras_tx.tasks.translation import Translator
 
     with open(os.path.join(args.data, "references.json"), encoding="utf-8") as file:
         references = json.load(file)

@@ -21,7 +21,7 @@ Signatures by kind of model directory (every tensor is int32, float32 or string;
       serving_default  images (B, H, W, C) floats in [0, 1]    -> logits (B, K), probabilities (B, K)
       classify         image_bytes (B,) PNG/JPEG/GIF/BMP files -> labels (B, K) string, class_ids (B, K),
                                                                   probabilities (B, K), all classes, best first
-    translation (Seq2SeqTransformer written by keras_tx.data.translation.Translator.save)
+    translation (Seq2SeqTransformer written by keras_tx.tasks.translation.Translator.save)
       serving_default  encoder_token_ids (B, S), decoder_token_ids (B, T) -> logits (B, T, V)
       translate        text (B,)                               -> translation (B,), token_ids (B, max_target_length)
 
@@ -96,7 +96,7 @@ def export(model_dir, out_dir):
 
     Args:
         model_dir: a directory written by `keras-tx train` (a language model, BERT, ViT or ResNet) or by
-            `keras_tx.data.translation.Translator.save`.
+            `keras_tx.tasks.translation.Translator.save`.
         out_dir: where to write the SavedModel; for TF Serving, a version folder such as serving/gpt/1.
 
     Returns:

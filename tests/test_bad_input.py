@@ -12,7 +12,8 @@ import pytest
 
 from keras_tx import artifacts, cli, tasks
 from keras_tx.data.tokenizers import CharTokenizer
-from keras_tx.data.translation import Translator, make_translation_tokenizer
+from keras_tx.data.translation import make_translation_tokenizer
+from keras_tx.tasks.translation import Translator
 from keras_tx.data.wordpiece import make_wordpiece_tokenizer, save_tokenizer
 from keras_tx.models import BERT, GPT, BERTMaskedLM, ResNet, Seq2SeqTransformer
 from tests.bad_inputs import BY_SURFACE, IMAGES, ids

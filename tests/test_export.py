@@ -22,7 +22,8 @@ from PIL import Image
 from keras_tx import artifacts, cli, export, generation, tasks
 from keras_tx.data.tokenizers import CharTokenizer
 from keras_tx.data.translation import RESERVED_TOKENS as TRANSLATION_TOKENS
-from keras_tx.data.translation import Translator, make_translation_tokenizer
+from keras_tx.data.translation import make_translation_tokenizer
+from keras_tx.tasks.translation import Translator
 from keras_tx.data.wordpiece import RESERVED_TOKENS, make_wordpiece_tokenizer, save_tokenizer
 from keras_tx.models import BERT, GPT, BERTMaskedLM, ResNet, RNNLanguageModel, Seq2SeqTransformer, ViT
 from tests.bad_inputs import BY_SURFACE, ids

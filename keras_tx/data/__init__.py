@@ -39,7 +39,6 @@ _EXPORTS = {
     ),
     # [seq2seq]
     "translation": (
-        "Translator",
         "load_parallel",
         "load_translation_tokenizers",
         "make_translation_tokenizer",

@@ -1,4 +1,4 @@
-"""Parallel text for translation: loading sentence pairs, WordPiece tokenizers, teacher-forced batches, a Translator.
+"""Parallel text for translation: loading sentence pairs, WordPiece tokenizers, teacher-forced batches.
 
 A translation corpus is a list of (source, target) sentence pairs. `load_parallel` reads them from
 
@@ -26,9 +26,8 @@ with four reserved tokens first: [PAD] = 0, [UNK] = 1, [START] = 2, [END] = 3 (t
 both target sequences max_target_length long (a longer target is cut, and still ends with [END]); label 0 is
 padding, which `keras_tx.models.seq2seq.MaskedCrossentropy` leaves out of the loss.
 
-`Translator` holds a trained model and both tokenizers and turns text into text; `Translator.save` writes a model
-directory (DIR/model.keras, DIR/source_vocab.txt, DIR/target_vocab.txt, DIR/translator.json) that
-`Translator.load` reads back.
+The translation task (`keras_tx.tasks.translation.Translation`, also named `Translator`) holds a trained model and
+both tokenizers and turns text into text.
 """
 
 import gzip
@@ -36,13 +35,10 @@ import json
 import os
 import re
 
-import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
 
-from keras_tx import validation
-from keras_tx.bleu import corpus_bleu
 from keras_tx.data.wordpiece import train_wordpiece_vocabulary
 
 PAD, UNK, START, END = RESERVED_TOKENS = ("[PAD]", "[UNK]", "[START]", "[END]")
@@ -287,7 +283,7 @@ def train_translation_tokenizers(pairs, source_vocabulary_size=8000, target_voca
     Example:
     >>> source_tokenizer, target_tokenizer = train_translation_tokenizers(pairs, 8000, 8000)
     """
-    sources, targets = _split_pairs(pairs)
+    sources, targets = split_pairs(pairs)
     tokenizers = []
     for texts, size in ((sources, source_vocabulary_size), (targets, target_vocabulary_size)):
         vocabulary = train_wordpiece_vocabulary(texts, size, lowercase=lowercase, reserved_tokens=RESERVED_TOKENS)
@@ -330,7 +326,7 @@ def load_translation_tokenizers(directory):
 # --------------------------------------------------------------------------------------------- batches
 
 
-def _split_pairs(pairs):
+def split_pairs(pairs):
     pairs = list(pairs)
     if not pairs:
         raise ValueError("Expected at least one (source, target) pair, got none.")
@@ -371,7 +367,7 @@ def translation_dataset(
     >>> train = translation_dataset(pairs, source_tokenizer, target_tokenizer, 40, 40, batch_size=64)
     >>> model.fit(train, epochs=10)
     """
-    sources, targets = _split_pairs(pairs)
+    sources, targets = split_pairs(pairs)
     source_packer = keras_hub.layers.StartEndPacker(max_source_length, pad_value=0)
     target_packer = keras_hub.layers.StartEndPacker(
         max_target_length + 1,
@@ -398,7 +394,7 @@ def translation_dataset(
     return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
-# --------------------------------------------------------------------------------------------- translating
+# --------------------------------------------------------------------------------------------- detokenizing
 
 # WordPiece detokenizes to pieces joined by spaces ("a man ' s hat ."); these rules join punctuation back, so that
 # the text reads naturally and BLEU's 13a tokenizer sees "man's" and "well-known" as references write them.
@@ -419,140 +415,17 @@ def _as_text(value):
     return str(value)
 
 
-class Translator:
-    """A trained `Seq2SeqTransformer` with its source and target tokenizers: text in, text out.
-
-    Args:
-        model: a `keras_tx.models.Seq2SeqTransformer`.
-        source_tokenizer, target_tokenizer: the tokenizers its training data was made with.
-
-    Example:
-    >>> translator = Translator.load("saved_models/transformer_multi30k")
-    >>> translator.translate("Ein Mann fährt Fahrrad.")
-    'a man is riding a bike.'
-    """
-
-    def __init__(self, model, source_tokenizer, target_tokenizer):
-        self.model = model
-        self.source_tokenizer = source_tokenizer
-        self.target_tokenizer = target_tokenizer
-        self.start_id = target_tokenizer.token_to_id(START)
-        self.end_id = target_tokenizer.token_to_id(END)
-
-    def encode_sources(self, texts, truncate=False):
-        """Source ids (len(texts), max_source_length), padded with 0 (a fixed shape: one compiled program).
-
-        Raises ValueError for an empty text and, unless `truncate`, for one longer than max_source_length pieces.
-        """
-        limit = self.model.max_source_length
-        ids = np.zeros((len(texts), limit), "int32")
-        for row, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"Cannot translate an empty text (got {text!r}); give at least one word.")
-            pieces = np.asarray(self.source_tokenizer(text), "int32")
-            if len(pieces) == 0:
-                raise ValueError(f"{text!r} has no word the source tokenizer can read.")
-            if len(pieces) > limit:
-                if not truncate:
-                    raise ValueError(
-                        f"The text has {len(pieces)} tokens, more than the model's max_source_length={limit}: "
-                        f"shorten it (or pass truncate=True to translate only its first {limit} tokens)."
-                    )
-                pieces = pieces[:limit]
-            ids[row, : len(pieces)] = pieces
-        return ids
-
-    def decode_targets(self, token_ids):
-        """Text of each row of target ids, up to its first [END] or padding."""
-        texts = []
-        for row in np.asarray(token_ids):
-            row = list(row)
-            for stop in (self.end_id, 0):
-                if stop in row:
-                    row = row[: row.index(stop)]
-            text = _as_text(self.target_tokenizer.detokenize(np.asarray(row, "int32"))) if row else ""
-            for pattern, replacement in _DETOKENIZE_RULES:
-                text = pattern.sub(replacement, text)
-            texts.append(text.strip())
-        return texts
-
-    def translate(
-        self, texts, sampler="greedy", num_beams=4, max_length=None, length_penalty=1.0, batch_size=64, truncate=False
-    ):
-        """Translate one text (returns a string) or a list of texts (returns a list of strings).
-
-        Args:
-            texts: a string or a list of at most 64 strings in the source language.
-            sampler: "greedy" or "beam" (see `Seq2SeqTransformer.translate_ids`).
-            num_beams: beams of beam search (1 to 16).
-            max_length: the most target tokens; default the model's max_target_length.
-            length_penalty: of beam search.
-            batch_size: texts translated at once. Every batch is padded to this size (and every source to
-                max_source_length), so one compiled program serves them all.
-            truncate: translate only the first max_source_length tokens of a longer text (otherwise ValueError).
-
-        Returns:
-            The translation(s). Lowercase if the target tokenizer lowercases.
-        """
-        single = isinstance(texts, str)
-        # The checks every surface makes (keras_tx.validation): at most 64 texts, each UTF-8, not empty, not too
-        # long, with at least one word the model knows. An empty list gets an empty answer.
-        texts = validation.batch([texts] if single else texts, "texts")
-        texts = [validation.text(text) for text in texts]
-        validation.integer("num_beams", num_beams, 1, validation.MAX_NUM_BEAMS)
-        if not texts:
-            return []
-        source_ids = self.encode_sources(texts, truncate=truncate)
-        unknown = self.source_tokenizer.token_to_id(UNK)
-        for text, row in zip(texts, source_ids):
-            if np.all((row == unknown) | (row == 0)):
-                raise ValueError(f"{validation.NO_KNOWN_WORD}: {text[:60]!r}.")
-        outputs = self._translate_ids(source_ids, sampler, num_beams, max_length, length_penalty, batch_size)
-        return outputs[0] if single else outputs
-
-    def _translate_ids(self, source_ids, sampler="greedy", num_beams=4, max_length=None, length_penalty=1.0,
-                       batch_size=64):
-        """Texts of the translations of encoded sources, `batch_size` at a time (no bound: evaluation uses it)."""
-        size = min(batch_size, len(source_ids))
-        outputs = []
-        for begin in range(0, len(source_ids), size):
-            batch = source_ids[begin : begin + size]
-            count = len(batch)
-            if count < size:  # the last batch: pad with copies of its first row, keep the compiled shape
-                batch = np.concatenate([batch, np.repeat(batch[:1], size - count, axis=0)])
-            ids = self.model.translate_ids(
-                batch, max_length, sampler, num_beams, self.start_id, self.end_id, length_penalty
-            )
-            outputs += self.decode_targets(ids[:count])
-        return outputs
-
-    def evaluate_bleu(self, pairs, sampler="greedy", num_beams=4, batch_size=64, lowercase=None):
-        """Corpus BLEU (percent) of the translations of the sources of `pairs` against their targets.
-
-        Sources longer than max_source_length are truncated. `lowercase` defaults to whether the target tokenizer
-        lowercases (a lowercasing model is scored case-insensitively).
-        """
-        sources, references = _split_pairs(pairs)
-        hypotheses = self._translate_ids(self.encode_sources(sources, truncate=True), sampler, num_beams,
-                                         batch_size=batch_size)
-        if lowercase is None:
-            lowercase = bool(self.target_tokenizer.lowercase)
-        return corpus_bleu(hypotheses, references, lowercase=lowercase)
-
-    def save(self, directory):
-        """Write DIR/model.keras and the tokenizers: DIR/source_vocab.txt, DIR/target_vocab.txt, DIR/translator.json."""
-        os.makedirs(directory, exist_ok=True)
-        self.model.save(os.path.join(directory, MODEL_FILE))
-        save_translation_tokenizers(directory, self.source_tokenizer, self.target_tokenizer)
-
-    @classmethod
-    def load(cls, directory):
-        """The Translator that `save` wrote to `directory` (the model loaded with safe_mode=True)."""
-        path = os.path.join(directory, MODEL_FILE)
-        if not os.path.isfile(path):
-            raise ValueError(f"{directory!r} is not a translation model directory: it has no {MODEL_FILE}.")
-        source_tokenizer, target_tokenizer = load_translation_tokenizers(directory)
-        import keras_tx.models  # noqa: F401  registers Seq2SeqTransformer for deserialization
-
-        model = keras.saving.load_model(path, safe_mode=True)
-        return cls(model, source_tokenizer, target_tokenizer)
+def decode_target_ids(target_tokenizer, token_ids, end_id):
+    """Text of each row of target ids, up to its first [END] (`end_id`) or padding: pieces joined, punctuation,
+    hyphens and apostrophes attached (`keras_tx.data.graph_text.target_texts` is the same in graph ops)."""
+    texts = []
+    for row in np.asarray(token_ids):
+        row = list(row)
+        for stop in (end_id, 0):
+            if stop in row:
+                row = row[: row.index(stop)]
+        text = _as_text(target_tokenizer.detokenize(np.asarray(row, "int32"))) if row else ""
+        for pattern, replacement in _DETOKENIZE_RULES:
+            text = pattern.sub(replacement, text)
+        texts.append(text.strip())
+    return texts

@@ -20,7 +20,7 @@ With weights transferred, `TransformerEncoderBlock` and `TransformerDecoderBlock
 import keras
 from keras import ops
 
-from keras_tx.layers.attention import MultiHeadAttention
+from keras_tx.layers.multi_head_attention import MultiHeadAttention
 from keras_tx.layers.common import clone_initializer as _clone
 from keras_tx.layers.common import register as _register
 

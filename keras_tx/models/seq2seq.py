@@ -40,7 +40,7 @@ from keras import ops
 from keras_tx import generation
 from keras_tx.layers import SinusoidalPositionEncoding, TokenEmbedding, TransformerDecoderBlock, TransformerEncoderBlock
 from keras_tx.layers.common import register as _register
-from keras_tx.models.common import construction_policy
+from keras_tx.models.common import ConstructorConfig
 
 # The ids keras_tx.data.translation's tokenizers give the reserved tokens: [PAD], [UNK], [START], [END].
 PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
@@ -48,7 +48,7 @@ SAMPLERS = ("greedy", "beam")
 
 
 @_register
-class Seq2SeqTransformer(keras.Model):
+class Seq2SeqTransformer(ConstructorConfig, keras.Model):
     """The encoder-decoder Transformer: source and target token ids in, logits over the target vocabulary out.
 
     Args:
@@ -137,20 +137,7 @@ class Seq2SeqTransformer(keras.Model):
         memory = self.encode(inputs["encoder_token_ids"])
         logits = self.decode(inputs["decoder_token_ids"], memory, source_mask)
         super().__init__(inputs=inputs, outputs=logits, dtype=dtype, **kwargs)
-        self._construction_policy = construction_policy(dtype)  # what get_config saves
-
-        # === Config ===
-        self.source_vocabulary_size = source_vocabulary_size
-        self.target_vocabulary_size = target_vocabulary_size
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim
-        self.max_source_length = max_source_length
-        self.max_target_length = max_target_length
-        self.dropout = dropout
-        self.tie_embeddings = tie_embeddings
-        self.layer_norm_epsilon = layer_norm_epsilon
+        self.keep_arguments(locals())  # === Config: source_vocabulary_size, ... as attributes ===
 
     # --- the two halves -----------------------------------------------------------------------------------
 
@@ -381,32 +368,6 @@ class Seq2SeqTransformer(keras.Model):
         return source.astype("int32"), was_1d, int(max_length), int(num_beams)
 
     # --- serialization ------------------------------------------------------------------------------------
-
-    def get_config(self):
-        # Not the functional graph's config: the constructor arguments, from which __init__ rebuilds the graph.
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self._construction_policy),
-            "source_vocabulary_size": self.source_vocabulary_size,
-            "target_vocabulary_size": self.target_vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "max_source_length": self.max_source_length,
-            "max_target_length": self.max_target_length,
-            "dropout": self.dropout,
-            "tie_embeddings": self.tie_embeddings,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
 
 
 # ------------------------------------------------------------------------------------------- training

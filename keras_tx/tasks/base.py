@@ -16,8 +16,9 @@ Training is one function, `train(config)`, with hooks per task (class methods):
     batches(config, data, model, seed)          -> start_step -> tf.data of training batches (resumable)
     validation_data(config, data, model, seed)  -> tf.data the interval evaluations run on
     save_preprocessing(out, data)               -> writes the tokenizer files next to the model
-    finish(config, data, model, history)        -> (final metrics, metadata.json fields besides kind, architecture
-                                                   (the verb) and config (the model's), summary line)
+    finish(config, data, model, history, metrics) -> (metadata.json fields besides kind, architecture (the
+                                                   verb) and config (the model's), summary line); `metrics` holds
+                                                   the last evaluation's `history_metrics` and may be added to
 """
 
 import os
@@ -36,6 +37,7 @@ class Task:
     configs = {}  # `keras-tx train` verb -> its config dataclass
     required_fields = ()  # metadata.json fields the task reads: a directory without one is refused
     signatures = ()  # the exported signatures besides serving_default, by name
+    history_metrics = {}  # metadata.json metric -> the key of the last evaluation's record that holds it
 
     def __init__(self, model, metadata=None, model_dir=None):
         self.model = model
@@ -120,7 +122,10 @@ def train(config):
         verbose=config.verbose,
     )
     seconds = time.perf_counter() - start
-    metrics, fields, summary = task.finish(config, data, model, history)
+    last = history[-1] if history else {}
+    metrics = {name: last.get(key) for name, key in task.history_metrics.items()}
+    metrics.update({"steps": config.steps} if config.steps else {"epochs": config.epochs})
+    fields, summary = task.finish(config, data, model, history, metrics)
     metrics["training_seconds_this_run"] = round(seconds, 1)
     fields = {"kind": task.kind, "architecture": config.model, "config": model.get_config(), **fields}
     metadata = artifacts.save_model(config.out, model, {**fields, "metrics": metrics}, command=config.command)
@@ -149,11 +154,6 @@ def compile_model(model, config, total_steps, loss=None, **compile_kwargs):
         steps_per_execution=config.steps_per_execution,
         **compile_kwargs,
     )
-
-
-def final(history, key):
-    """The last evaluation's value of `key` (None when the run recorded none)."""
-    return (history[-1] if history else {}).get(key)
 
 
 def chain_epochs(make_epoch, steps_per_epoch, total_epochs):

@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_tx import validation
 from keras_tx.config import POSITIVE, StackConfig, TrainingConfig, default, flag
-from keras_tx.tasks.base import Task, chain_epochs, data_source, epochs_schedule, final
+from keras_tx.tasks.base import Task, chain_epochs, data_source, epochs_schedule
 
 
 @dataclasses.dataclass
@@ -60,6 +60,7 @@ class ImageClassification(Task):
     kind = "image_classifier"
     description = "an image classifier"
     configs = {"vit": ViTConfig, "resnet": ResNetConfig}
+    history_metrics = {"test_accuracy": "val_accuracy", "test_loss": "val_loss", "train_accuracy": "accuracy"}
     required_fields = ("image_shape", "class_names")
     signatures = ("classify",)
 
@@ -197,17 +198,11 @@ class ImageClassification(Task):
         )
 
     @classmethod
-    def finish(cls, config, data, model, history):
-        metrics = {
-            "test_accuracy": final(history, "val_accuracy"),
-            "test_loss": final(history, "val_loss"),
-            "train_accuracy": final(history, "accuracy"),
-            "epochs": config.epochs,
-        }
+    def finish(cls, config, data, model, history, metrics):
         subset = f", first {config.train_size} training images" if config.train_size else ""
         fields = {
             "dataset": data.source,
             "split": "the dataset's own train/test split" + subset,
             "image_shape": list(model.input_shape[1:]), "class_names": list(data.images.class_names),
         }
-        return metrics, fields, f"test accuracy {metrics['test_accuracy']:.4f} after {config.epochs} epochs"
+        return fields, f"test accuracy {metrics['test_accuracy']:.4f} after {config.epochs} epochs"

@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_tx import validation
 from keras_tx.config import POSITIVE, StackConfig, TrainingConfig, default, flag, integer
-from keras_tx.tasks.base import Task, chain_epochs, data_source, epochs_schedule, final, log_softmax_pick
+from keras_tx.tasks.base import Task, chain_epochs, data_source, epochs_schedule, log_softmax_pick
 
 
 @dataclasses.dataclass
@@ -105,6 +105,7 @@ class ImageCompletion(Task):
     kind = "image_gpt"
     description = "an image GPT"
     configs = {"igpt": ImageGPTConfig}
+    history_metrics = {"train_loss": "loss"}
     required_fields = ("image_shape",)
 
     def nll(self, images, batch_size=128):
@@ -213,15 +214,10 @@ class ImageCompletion(Task):
         return lambda start: chained(start).map(lambda t: (t[:, :-1], t[:, 1:])).prefetch(tf.data.AUTOTUNE)
 
     @classmethod
-    def finish(cls, config, data, model, history):
+    def finish(cls, config, data, model, history, metrics):
         nats = cls(model).nll(data.x_test)
         height, width = data.grid_shape
-        metrics = {
-            "test_nll_nats_per_pixel": round(nats, 4),
-            "test_nll_bits_per_pixel": round(nats / np.log(2), 4),
-            "train_loss": final(history, "loss"),
-            "epochs": config.epochs,
-        }
+        metrics.update(test_nll_nats_per_pixel=round(nats, 4), test_nll_bits_per_pixel=round(nats / np.log(2), 4))
         split = (data.split + (f", first {config.train_size} training images" if config.train_size else "")
                  + (f", first {config.test_size} test images" if config.test_size else ""))
         fields = {
@@ -234,4 +230,4 @@ class ImageCompletion(Task):
         }
         summary = (f"test NLL {metrics['test_nll_nats_per_pixel']:.4f} nats = {metrics['test_nll_bits_per_pixel']:.4f}"
                    f" bits per pixel after {config.epochs} epochs")
-        return metrics, fields, summary
+        return fields, summary

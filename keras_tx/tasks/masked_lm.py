@@ -16,7 +16,7 @@ import types
 import numpy as np
 
 from keras_tx.config import POSITIVE, StackConfig, TrainingConfig, default, flag, integer
-from keras_tx.tasks.base import Task, final, log_softmax_pick
+from keras_tx.tasks.base import Task, log_softmax_pick
 
 
 @dataclasses.dataclass
@@ -65,6 +65,8 @@ class MaskedLM(Task):
     kind = "masked_lm"
     description = "a masked language model"
     configs = {"bert": BERTConfig}
+    history_metrics = {"val_loss": "val_loss", "val_masked_accuracy": "val_sparse_categorical_accuracy",
+                       "train_loss": "loss"}
     signatures = ("fill_mask",)
 
     @property
@@ -241,15 +243,9 @@ class MaskedLM(Task):
         return batches
 
     @classmethod
-    def finish(cls, config, data, model, history):
+    def finish(cls, config, data, model, history, metrics):
         from keras_tx.data.wordpiece import save_tokenizer
 
-        metrics = {
-            "val_loss": final(history, "val_loss"),
-            "val_masked_accuracy": final(history, "val_sparse_categorical_accuracy"),
-            "train_loss": final(history, "loss"),
-            "steps": config.steps,
-        }
         save_tokenizer(data.tokenizer, config.out)
         sst2 = "SST-2" in data.source or "sst2" in data.source
         fields = {
@@ -260,4 +256,4 @@ class MaskedLM(Task):
             "masking": "15% of tokens selected; of those 80% [MASK], 10% random token, 10% unchanged",
         }
         summary = (f"masked-token accuracy {metrics['val_masked_accuracy']:.4f}, val loss {metrics['val_loss']:.4f}")
-        return metrics, fields, summary
+        return fields, summary

@@ -31,7 +31,7 @@ import numpy as np
 
 from keras_tx import validation
 from keras_tx.config import POSITIVE, TrainingConfig, default, flag, integer
-from keras_tx.tasks.base import Task, final
+from keras_tx.tasks.base import Task
 
 TSV_HEADER = ["sentence", "label"]
 
@@ -116,6 +116,8 @@ class TextClassification(Task):
     kind = "text_classifier"
     description = "a text classifier"
     configs = {"sentiment": SentimentConfig}
+    history_metrics = {"val_accuracy": "val_accuracy", "val_loss": "val_loss", "train_accuracy": "accuracy",
+                       "train_loss": "loss"}
     required_fields = ("class_names", "sequence_length")
     signatures = ("classify_text",)
 
@@ -274,14 +276,7 @@ class TextClassification(Task):
         save_tokenizer(data.tokenizer, out)
 
     @classmethod
-    def finish(cls, config, data, model, history):
-        metrics = {
-            "val_accuracy": final(history, "val_accuracy"),
-            "val_loss": final(history, "val_loss"),
-            "train_accuracy": final(history, "accuracy"),
-            "train_loss": final(history, "loss"),
-            "steps": config.steps,
-        }
+    def finish(cls, config, data, model, history, metrics):
         fields = {
             "architecture": "bert_classifier", "config": model.backbone.get_config(), "tokenizer": "vocab.txt",
             "dataset": data.source,
@@ -290,7 +285,7 @@ class TextClassification(Task):
             "init_from": config.init_from,
         }
         summary = f"validation accuracy {metrics['val_accuracy']:.4f}, val loss {metrics['val_loss']:.4f}"
-        return metrics, fields, summary
+        return fields, summary
 
 
 # --------------------------------------------------------------------------------------- serving signatures

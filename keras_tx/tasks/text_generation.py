@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_tx import validation
 from keras_tx.config import POSITIVE, StackConfig, TrainingConfig, flag, integer
-from keras_tx.tasks.base import Task, final
+from keras_tx.tasks.base import Task
 
 
 @dataclasses.dataclass
@@ -107,6 +107,7 @@ class TextGeneration(Task):
     kind = "language_model"
     description = "a language model"
     configs = {"gpt": GPTConfig, "lstm": LSTMConfig, "rnn": RNNConfig}
+    history_metrics = {"val_loss": "val_loss", "train_loss": "loss"}
     signatures = ("generate",)
 
     def __init__(self, model, tokenizer, metadata=None, model_dir=None):
@@ -286,13 +287,8 @@ class TextGeneration(Task):
         data.tokenizer.save(os.path.join(out, "tokenizer.json"))
 
     @classmethod
-    def finish(cls, config, data, model, history):
-        metrics = {
-            "val_loss": final(history, "val_loss"),
-            "train_loss": final(history, "loss"),
-            "best_val_loss": min((r["val_loss"] for r in history if "val_loss" in r), default=None),
-            "steps": config.steps,
-        }
+    def finish(cls, config, data, model, history, metrics):
+        metrics["best_val_loss"] = min((r["val_loss"] for r in history if "val_loss" in r), default=None)
         dataset = (config.text_file or config.dataset or (config.data_dir and f"{config.data_dir}/input.txt")
                    or "pydoc_topics")
         fields = {
@@ -301,4 +297,4 @@ class TextGeneration(Task):
         }
         summary = (f"val loss {metrics['val_loss']:.4f} (train {metrics['train_loss']:.4f}) after {config.steps} "
                    "steps")
-        return metrics, fields, summary
+        return fields, summary

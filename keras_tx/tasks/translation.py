@@ -13,8 +13,11 @@ import dataclasses
 import os
 import types
 
+import numpy as np
+
+from keras_tx import validation
 from keras_tx.config import POSITIVE, TrainingConfig, default, flag, integer, number
-from keras_tx.tasks.base import Task, chain_epochs, epochs_schedule, final
+from keras_tx.tasks.base import Task, chain_epochs, epochs_schedule
 
 
 @dataclasses.dataclass
@@ -66,40 +69,161 @@ def translation_pairs(config, split):
 
 
 class Translation(Task):
-    """A seq2seq Transformer with its tokenizers: texts in the source language in, translations out."""
+    """A trained `Seq2SeqTransformer` with its source and target tokenizers: text in, text out.
+
+    Also named `Translator`. `Translator(model, source_tokenizer, target_tokenizer).save(DIR)` writes a model
+    directory of its own (DIR/model.keras, DIR/source_vocab.txt, DIR/target_vocab.txt, DIR/translator.json) that
+    `Translator.load(DIR)` reads back; `keras-tx train transformer` adds metadata.json.
+
+    Example:
+    >>> translator = Translator.load("saved_models/translation_de_en")
+    >>> translator.translate("Ein Mann fährt Fahrrad.")
+    'a man is riding a bike.'
+    """
 
     kind = "translation"
     description = "a translation model"
     configs = {"transformer": TransformerConfig}
+    history_metrics = {"val_loss": "val_loss", "val_token_accuracy": "val_masked_accuracy", "train_loss": "loss"}
     signatures = ("translate",)
 
-    def __init__(self, model, translator, metadata=None, model_dir=None):
-        super().__init__(model, metadata, model_dir)
-        self.translator = translator
+    def __init__(self, model, source_tokenizer, target_tokenizer, metadata=None, model_dir=None):
+        from keras_tx.data.translation import END, START
+
+        super().__init__(model, metadata or {"kind": self.kind}, model_dir)
+        self.source_tokenizer = source_tokenizer
+        self.target_tokenizer = target_tokenizer
+        self.start_id = target_tokenizer.token_to_id(START)
+        self.end_id = target_tokenizer.token_to_id(END)
 
     @classmethod
     def load(cls, model_dir):
-        """The task of a translation directory, also one that `Translator.save` wrote alone (no metadata.json)."""
+        """The task of a translation directory, also one that `save` wrote alone (no metadata.json)."""
         from keras_tx import artifacts
 
         if (not os.path.isfile(os.path.join(model_dir, artifacts.METADATA_FILE))
                 and os.path.isfile(os.path.join(model_dir, "source_vocab.txt"))):
-            from keras_tx.data.translation import Translator
+            import keras
 
-            translator = Translator.load(model_dir)
-            return cls(translator.model, translator, {"kind": cls.kind}, model_dir)
+            import keras_tx.models  # noqa: F401  registers Seq2SeqTransformer for deserialization
+
+            artifacts.check_model_dir(model_dir)
+            model = keras.saving.load_model(os.path.join(model_dir, artifacts.MODEL_FILE), safe_mode=True)
+            return cls.from_directory(model, None, model_dir)
         return super().load(model_dir)
 
     @classmethod
     def from_directory(cls, model, metadata, model_dir):
-        from keras_tx.data.translation import Translator, load_translation_tokenizers
+        from keras_tx.data.translation import load_translation_tokenizers
 
-        return cls(model, Translator(model, *load_translation_tokenizers(model_dir)), metadata, model_dir)
+        return cls(model, *load_translation_tokenizers(model_dir), metadata, model_dir)
 
-    def translate(self, texts, sampler="greedy", num_beams=4, truncate=False, batch_size=64):
-        """The translation of one text (a string) or of a list of at most 64 (a list)."""
-        return self.translator.translate(texts, sampler=sampler, num_beams=num_beams, truncate=truncate,
+    def save(self, directory):
+        """Write DIR/model.keras and the tokenizers: DIR/source_vocab.txt, DIR/target_vocab.txt, DIR/translator.json."""
+        from keras_tx.data.translation import MODEL_FILE, save_translation_tokenizers
+
+        os.makedirs(directory, exist_ok=True)
+        self.model.save(os.path.join(directory, MODEL_FILE))
+        save_translation_tokenizers(directory, self.source_tokenizer, self.target_tokenizer)
+
+    # -------------------------------------------------------------------------------------------------- use
+
+    def encode_sources(self, texts, truncate=False):
+        """Source ids (len(texts), max_source_length), padded with 0 (a fixed shape: one compiled program).
+
+        Raises ValueError for an empty text and, unless `truncate`, for one longer than max_source_length pieces.
+        """
+        limit = self.model.max_source_length
+        ids = np.zeros((len(texts), limit), "int32")
+        for row, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"Cannot translate an empty text (got {text!r}); give at least one word.")
+            pieces = np.asarray(self.source_tokenizer(text), "int32")
+            if len(pieces) == 0:
+                raise ValueError(f"{text!r} has no word the source tokenizer can read.")
+            if len(pieces) > limit:
+                if not truncate:
+                    raise ValueError(
+                        f"The text has {len(pieces)} tokens, more than the model's max_source_length={limit}: "
+                        f"shorten it (or pass truncate=True to translate only its first {limit} tokens)."
+                    )
+                pieces = pieces[:limit]
+            ids[row, : len(pieces)] = pieces
+        return ids
+
+    def decode_targets(self, token_ids):
+        """Text of each row of target ids, up to its first [END] or padding."""
+        from keras_tx.data.translation import decode_target_ids
+
+        return decode_target_ids(self.target_tokenizer, token_ids, self.end_id)
+
+    def translate(
+        self, texts, sampler="greedy", num_beams=4, max_length=None, length_penalty=1.0, batch_size=64, truncate=False
+    ):
+        """Translate one text (returns a string) or a list of texts (returns a list of strings).
+
+        Args:
+            texts: a string or a list of at most 64 strings in the source language.
+            sampler: "greedy" or "beam" (see `Seq2SeqTransformer.translate_ids`).
+            num_beams: beams of beam search (1 to 16).
+            max_length: the most target tokens; default the model's max_target_length.
+            length_penalty: of beam search.
+            batch_size: texts translated at once. Every batch is padded to this size (and every source to
+                max_source_length), so one compiled program serves them all.
+            truncate: translate only the first max_source_length tokens of a longer text (otherwise ValueError).
+
+        Returns:
+            The translation(s). Lowercase if the target tokenizer lowercases.
+        """
+        from keras_tx.data.translation import UNK
+
+        single = isinstance(texts, str)
+        # The checks every surface makes (keras_tx.validation): at most 64 texts, each UTF-8, not empty, not too
+        # long, with at least one word the model knows. An empty list gets an empty answer.
+        texts = validation.batch([texts] if single else texts, "texts")
+        texts = [validation.text(text) for text in texts]
+        validation.integer("num_beams", num_beams, 1, validation.MAX_NUM_BEAMS)
+        if not texts:
+            return []
+        source_ids = self.encode_sources(texts, truncate=truncate)
+        unknown = self.source_tokenizer.token_to_id(UNK)
+        for text, row in zip(texts, source_ids):
+            if np.all((row == unknown) | (row == 0)):
+                raise ValueError(f"{validation.NO_KNOWN_WORD}: {text[:60]!r}.")
+        outputs = self._translate_ids(source_ids, sampler, num_beams, max_length, length_penalty, batch_size)
+        return outputs[0] if single else outputs
+
+    def _translate_ids(self, source_ids, sampler="greedy", num_beams=4, max_length=None, length_penalty=1.0,
+                       batch_size=64):
+        """Texts of the translations of encoded sources, `batch_size` at a time (no bound: evaluation uses it)."""
+        size = min(batch_size, len(source_ids))
+        outputs = []
+        for begin in range(0, len(source_ids), size):
+            batch = source_ids[begin : begin + size]
+            count = len(batch)
+            if count < size:  # the last batch: pad with copies of its first row, keep the compiled shape
+                batch = np.concatenate([batch, np.repeat(batch[:1], size - count, axis=0)])
+            ids = self.model.translate_ids(
+                batch, max_length, sampler, num_beams, self.start_id, self.end_id, length_penalty
+            )
+            outputs += self.decode_targets(ids[:count])
+        return outputs
+
+    def evaluate_bleu(self, pairs, sampler="greedy", num_beams=4, batch_size=64, lowercase=None):
+        """Corpus BLEU (percent) of the translations of the sources of `pairs` against their targets.
+
+        Sources longer than max_source_length are truncated. `lowercase` defaults to whether the target tokenizer
+        lowercases (a lowercasing model is scored case-insensitively).
+        """
+        from keras_tx.bleu import corpus_bleu
+        from keras_tx.data.translation import split_pairs
+
+        sources, references = split_pairs(pairs)
+        hypotheses = self._translate_ids(self.encode_sources(sources, truncate=True), sampler, num_beams,
                                          batch_size=batch_size)
+        if lowercase is None:
+            lowercase = bool(self.target_tokenizer.lowercase)
+        return corpus_bleu(hypotheses, references, lowercase=lowercase)
 
     def evaluate(self, dataset=None, text_file=None, data_dir=None, batches=200, batch_size=12):
         """Test BLEU of greedy and 4-beam translations."""
@@ -107,7 +231,7 @@ class Translation(Task):
         config = TransformerConfig(dataset=dataset, text_file=text_file, data_dir=data_dir, source=source,
                                    target=target)
         pairs, description = translation_pairs(config, "test")
-        scores = {sampler: self.translator.evaluate_bleu(pairs, sampler=sampler) for sampler in ("greedy", "beam")}
+        scores = {sampler: self.evaluate_bleu(pairs, sampler=sampler) for sampler in ("greedy", "beam")}
         return {"model_dir": self.model_dir, "dataset": description, "test_pairs": len(pairs),
                 "bleu_greedy": round(float(scores["greedy"]), 2), "bleu_beam4": round(float(scores["beam"]), 2)}
 
@@ -119,10 +243,9 @@ class Translation(Task):
         from keras_tx import validation
         from keras_tx.data.graph_text import WordPiece, target_texts
 
-        translator = self.translator
-        model = translator.model
-        source, target = WordPiece(translator.source_tokenizer), WordPiece(translator.target_tokenizer)
-        start_id, end_id = translator.start_id, translator.end_id
+        model = self.model
+        source, target = WordPiece(self.source_tokenizer), WordPiece(self.target_tokenizer)
+        start_id, end_id = self.start_id, self.end_id
         max_source_length, steps = model.max_source_length, model.max_target_length
 
         def serving_default(encoder_token_ids, decoder_token_ids):
@@ -217,18 +340,10 @@ class Translation(Task):
         save_translation_tokenizers(out, *data.tokenizers)
 
     @classmethod
-    def finish(cls, config, data, model, history):
-        from keras_tx.data.translation import Translator
-
-        metrics = {
-            "val_loss": final(history, "val_loss"),
-            "val_token_accuracy": final(history, "val_masked_accuracy"),
-            "train_loss": final(history, "loss"),
-            "epochs": config.epochs,
-        }
+    def finish(cls, config, data, model, history, metrics):
         if config.bleu_sentences:
             scored = data.test[: config.bleu_sentences]
-            bleu = Translator(model, *data.tokenizers).evaluate_bleu(scored)
+            bleu = cls(model, *data.tokenizers).evaluate_bleu(scored)
             metrics.update(test_bleu_greedy=round(float(bleu), 2), test_bleu_sentences=len(scored))
         fields = {
             "architecture": "seq2seq_transformer", "tokenizer": "source_vocab.txt, target_vocab.txt", "dataset": data.source,
@@ -236,4 +351,7 @@ class Translation(Task):
             "label_smoothing": config.label_smoothing,
         }
         bleu_text = f", test BLEU {metrics['test_bleu_greedy']:.2f} (greedy)" if "test_bleu_greedy" in metrics else ""
-        return metrics, fields, f"val loss {metrics['val_loss']:.4f}{bleu_text}"
+        return fields, f"val loss {metrics['val_loss']:.4f}{bleu_text}"
+
+
+Translator = Translation  # its name before tasks: `Translator(model, source_tokenizer, target_tokenizer)`

@@ -99,8 +99,9 @@ def demo_models(tmp_path_factory):
 
 
 def _save_translator(out):
-    """A tiny German -> English Translator, as keras_tx.data.translation saves one, with a metadata.json."""
-    from keras_tx.data.translation import RESERVED_TOKENS, Translator, make_translation_tokenizer
+    """A tiny German -> English Translator, as keras_tx.tasks.translation.Translator saves one, with a metadata.json."""
+    from keras_tx.data.translation import RESERVED_TOKENS, make_translation_tokenizer
+    from keras_tx.tasks.translation import Translator
     from keras_tx.models.seq2seq import Seq2SeqTransformer
     from keras_tx.training import write_json
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from keras_tx.data import (
-    Translator,
     load_parallel,
     load_translation_tokenizers,
     make_translation_tokenizer,
@@ -18,6 +17,7 @@ from keras_tx.data import (
     translation_dataset,
 )
 from keras_tx.data.translation import RESERVED_TOKENS
+from keras_tx.tasks.translation import Translator
 from keras_tx.models import MaskedCrossentropy, Seq2SeqTransformer, masked_accuracy
 
 MULTI30K = "/work/shared/datasets/multi30k"
@@ -194,7 +194,7 @@ def test_translator_saves_and_loads(translator, tmp_path):
     reloaded = Translator.load(str(tmp_path))
     sources = [s for s, _ in SAMPLE]
     assert reloaded.translate(sources) == translator.translate(sources)
-    with pytest.raises(ValueError, match="not a translation model directory"):
+    with pytest.raises(ValueError, match="is not a directory"):
         Translator.load(str(tmp_path / "nothing"))
 
 
