@@ -300,3 +300,65 @@ def run_model_battery(
         build, call, eager_np, mixed_precision_policies, mixed_precision_atol, mixed_precision_output_dtype
     )
     return model, eager_np
+
+
+def run_task_battery(task_class, model_dir, python_answer, serve=None, compare=None, other_kind_dir=None):
+    """The task battery (keras-hub's `run_task_test`, for a whole job): one call per kind of task.
+
+    1. `keras_tx.tasks.load(model_dir)` gives an instance of `task_class`, and `task_class.load` the same;
+    2. directory round trip: the directory copied elsewhere loads to the same answers (`python_answer(task)`);
+    3. refusals: a directory of another kind (`other_kind_dir`) and a damaged model.keras give one-line ValueErrors
+       that say so, and nothing in the directory changes;
+    4. serving: `keras_tx.export.export` writes the task's signatures (`task_class.signatures` plus serving_default),
+       and `serve(signatures)` (a call of the exported signature on the same input) equals the Python answer by
+       `compare(served, answer)` (default: equal).
+    """
+    import hashlib
+    import shutil
+
+    from keras_tx import export, tasks
+
+    task = tasks.load(model_dir)
+    assert type(task) is task_class and isinstance(task_class.load(model_dir), task_class)
+    answer = python_answer(task)
+    with tempfile.TemporaryDirectory() as folder:
+        copy = os.path.join(folder, "copy")
+        shutil.copytree(model_dir, copy)
+        assert python_answer(tasks.load(copy)) == answer, "a copied directory answers differently"
+
+        if other_kind_dir is not None:
+            try:
+                task_class.load(other_kind_dir)
+            except ValueError as error:
+                assert task_class.description in str(error) and "\n" not in str(error), str(error)
+            else:
+                raise AssertionError(f"{task_class.__name__}.load accepted {other_kind_dir}")
+        damaged = os.path.join(folder, "damaged")
+        shutil.copytree(model_dir, damaged)
+        with open(os.path.join(damaged, "model.keras"), "r+b") as file:
+            file.truncate(1000)
+        before = {name: hashlib.sha256(open(os.path.join(damaged, name), "rb").read()).hexdigest()
+                  for name in sorted(os.listdir(damaged)) if os.path.isfile(os.path.join(damaged, name))}
+        try:
+            tasks.load(damaged)
+        except ValueError as error:
+            assert "could not be loaded" in str(error) and "\n" not in str(error), str(error)
+        else:
+            raise AssertionError("a damaged model.keras loaded")
+        after = {name: hashlib.sha256(open(os.path.join(damaged, name), "rb").read()).hexdigest()
+                 for name in sorted(os.listdir(damaged)) if os.path.isfile(os.path.join(damaged, name))}
+        assert before == after
+
+        if serve is None:
+            assert not task_class.signatures, f"{task_class.__name__} has signatures the battery does not serve"
+            return
+        import tensorflow as tf
+
+        out = os.path.join(folder, "saved")
+        described = export.export(model_dir, out)["signatures"]
+        assert set(described) == {"serving_default", *task_class.signatures}, sorted(described)
+        served = serve(tf.saved_model.load(out).signatures)
+        if compare is None:
+            assert served == answer, (served, answer)
+        else:
+            compare(served, answer)
