@@ -26,6 +26,7 @@ import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook check, imported by keras-hub
 from keras_tx.models import ImageGPT, Palette
+from keras_tx.validation import MAX_BATCH
 
 # %%
 from nb_setup import load_images
@@ -234,8 +235,11 @@ plt.show()
 KEEP = GRID // 2
 SHOW, SAMPLES = (2, 2) if SMOKE else (8, 4)
 EVAL = 4 if SMOKE else 128
+CHUNK = MAX_BATCH // SAMPLES  # images per call: `generate` takes at most MAX_BATCH (64) prompts at once
 start = time.perf_counter()
-completions = igpt.complete(data.x_test[:EVAL], keep_rows=KEEP, num_samples=SAMPLES, seed=0)  # (N, S, h, w, 1)
+completions = np.concatenate([igpt.complete(data.x_test[i:min(i + CHUNK, EVAL)], keep_rows=KEEP,
+                                            num_samples=SAMPLES, seed=i)
+                              for i in range(0, EVAL, CHUNK)])  # (N, S, h, w, 1)
 complete_time = time.perf_counter() - start
 truth = palette.dequantize(igpt.quantize_images(data.x_test[:EVAL]), GRID, GRID)  # (N, h, w, 1)
 assert np.allclose(completions[:, :, :KEEP], truth[:, None, :KEEP]), "the given rows must be kept"
