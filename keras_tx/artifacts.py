@@ -72,7 +72,8 @@ def check_out_dir(out_dir, signature, force=False):
     """Decide, before anything is read or written, whether a training run may write to `out_dir`.
 
     A new or empty directory starts a run; one holding an unfinished run of the same command (`signature`, see
-    `keras_tx.config.run_signature`) resumes it. A finished model, another command's run or anything else is refused with one
+    `keras_tx.config.run_signature`) resumes it. A finished model, another command's run or anything else is
+    refused with one
     sentence, unless `force` (then `begin_run` removes what `keras-tx train` writes, TRAINING_OUTPUTS, first).
     A run that stopped before its first backup holds nothing worth keeping: any command may start over there.
 

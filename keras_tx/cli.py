@@ -144,17 +144,13 @@ def cmd_translate(args):
 
 
 def cmd_classify(args):
-    # The directory's task classifies: `classify(inputs, top_k)` (a text classifier's texts) or, for an image
-    # classifier, `classify_files(paths, top_k)`.
+    # The directory's task classifies its inputs (`classify(inputs, top_k)`): image files, or texts.
     kind = tasks.read_kind(args.model_dir)
-    methods = ("classify", "classify_files")
-    method = next((m for m in methods if hasattr(tasks.TASKS.get(kind), m)), None)
-    if method is None:
-        kinds = [k for k, task in tasks.TASKS.items() if any(hasattr(task, m) for m in methods)]
+    if not hasattr(tasks.TASKS.get(kind), "classify"):
+        kinds = [k for k, task in tasks.TASKS.items() if hasattr(task, "classify")]
         raise UsageError(f"{args.model_dir} holds a {kind or 'unknown'} model; classify reads a model of kind "
                          f"{' or '.join(kinds)}.")
-    task = tasks.TASKS[kind].load(args.model_dir)
-    for item, predictions in getattr(task, method)(args.inputs, args.top_k):
+    for item, predictions in tasks.TASKS[kind].load(args.model_dir).classify(args.inputs, args.top_k):
         print(f"{item}: " + ", ".join(f"{label} {p:.3f}" for label, p in predictions))
 
 

@@ -83,7 +83,8 @@ def add_arguments(parser, config_class):
 
 def from_namespace(config_class, namespace, **extra):
     """The `config_class` of parsed options (fields absent from `namespace` keep their defaults)."""
-    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(config_class) if hasattr(namespace, f.name)}
+    names = [f.name for f in dataclasses.fields(config_class)]
+    values = {name: getattr(namespace, name) for name in names if hasattr(namespace, name)}
     return config_class(**{**values, **extra})
 
 
@@ -101,7 +102,8 @@ class TrainingConfig:
 
     model: str = None
     # data
-    dataset: str = flag(None, "a TensorFlow Datasets name (e.g. tiny_shakespeare); default: built-in data", group="data")
+    dataset: str = flag(None, "a TensorFlow Datasets name (e.g. tiny_shakespeare); default: built-in data",
+                        group="data")
     text_file: str = flag(None, "a local UTF-8 text file", group="data")
     data_dir: str = flag(None, "a directory of the data, or the tfds data directory with --dataset", group="data")
     download: bool = flag(False, "let tfds download the dataset (needs the network)", group="data")

@@ -24,6 +24,10 @@ Signatures by kind of model directory (every tensor is int32, float32 or string;
     translation (Seq2SeqTransformer written by keras_tx.tasks.translation.Translator.save)
       serving_default  encoder_token_ids (B, S), decoder_token_ids (B, T) -> logits (B, T, V)
       translate        text (B,)                               -> translation (B,), token_ids (B, max_target_length)
+    text_classifier (BERTClassifier; WordPiece)
+      serving_default  token_ids, segment_ids, padding_mask (B, T) -> logits (B, K)
+      classify_text    text (B,)                               -> labels (B, K) string, class_ids (B, K),
+                                                                  probabilities (B, K), all classes, best first
 
 Bad input gets the decision, and the sentence, of the CLI and the Python API (`keras_tx.validation`), as an
 InvalidArgument error: invalid UTF-8, empty or over-long text, more than 64 texts or images, token ids outside the

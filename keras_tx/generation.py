@@ -218,18 +218,7 @@ def _compile(model, fn):
 
 def _check(model, token_ids, max_new_tokens, sampler, temperature, top_k, top_p, num_beams, seed=None):
     """Validated (prompt (B, P) int32, was_1d, num_beams, sampler) (`keras_tx.validation`); temperature 0 -> greedy."""
-    try:
-        prompt = np.asarray(token_ids)
-    except ValueError:  # ragged nested lists
-        prompt = np.asarray(token_ids, dtype=object)
-    if prompt.dtype == object or not np.issubdtype(prompt.dtype, np.integer):
-        raise ValueError(
-            f"`token_ids` must be integer token ids: one prompt, or equal-length prompts; got {token_ids!r}."
-        )
-    was_1d = prompt.ndim == 1
-    prompt = prompt[None] if was_1d else prompt
-    if prompt.ndim != 2 or prompt.shape[1] == 0:
-        raise ValueError(f"`token_ids` must be (length,) or (batch, length) with length >= 1, got {prompt.shape}.")
+    prompt, was_1d = validation.id_rows(token_ids, "token_ids")
     validation.batch(prompt, "prompts")
     if getattr(model, "vocabulary_size", None) is not None:  # an id outside it would be clamped by the lookup
         validation.token_ids(prompt, model.vocabulary_size)

@@ -155,6 +155,25 @@ def normalize_masks(value):
     return re.sub(r"\[mask\]", "[MASK]", value, flags=re.IGNORECASE)
 
 
+def id_rows(values, name, what="equal-length"):
+    """Token ids given as one sequence (length,) or several (batch, length) -> ((batch, length) integer array,
+    whether one sequence was given); anything else (floats, ragged lists, empty rows) is a ValueError naming
+    `name`. `what` describes the rows a batch must have ("equal-length (padded with 0)")."""
+    import numpy as np
+
+    try:
+        rows = np.asarray(values)
+    except ValueError:  # ragged nested lists
+        rows = np.asarray(values, dtype=object)
+    if rows.dtype == object or not np.issubdtype(rows.dtype, np.integer):
+        raise ValueError(f"`{name}` must be integer token ids: one sequence, or {what} sequences; got {values!r}.")
+    single = rows.ndim == 1
+    rows = rows[None] if single else rows
+    if rows.ndim != 2 or rows.shape[1] == 0:
+        raise ValueError(f"`{name}` must be (length,) or (batch, length) with length >= 1, got {rows.shape}.")
+    return rows, single
+
+
 def token_ids(ids, vocabulary_size):
     """Refuse token ids outside [0, vocabulary_size) (an embedding lookup would clamp or fail silently)."""
     import numpy as np

@@ -151,13 +151,9 @@ class BERT(ConstructorConfig, keras.Model):
             backbone.intermediate_dim, max_length=backbone.max_sequence_length, num_segments=backbone.num_segments,
             dropout=backbone.dropout, dtype=backbone.dtype_policy,
         )
-        pairs = [
-            (ours.token_embedding, backbone.token_embedding),
-            (ours.embedding.position_embedding, backbone.position_embedding),
-            (ours.segment_embedding, backbone.segment_embedding),
-            (ours.embedding_norm, backbone.embeddings_layer_norm),
-            (ours.pooler, backbone.pooled_dense),
-        ]
+        pairs = [(ours.token_embedding, backbone.token_embedding), (ours.segment_embedding, backbone.segment_embedding),
+                 (ours.embedding.position_embedding, backbone.position_embedding), (ours.pooler, backbone.pooled_dense),
+                 (ours.embedding_norm, backbone.embeddings_layer_norm)]
         copy_keras_hub_weights(pairs, ours.blocks, backbone.transformer_layers)
         return ours
 

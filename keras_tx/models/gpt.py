@@ -142,28 +142,17 @@ class GPT(ConstructorConfig, keras.Model):
         logits = self.token_embedding(hidden, reverse=True)
         return logits, hidden, ops.stack(layer_caches, axis=1)  # cache: (B, L, 2, S, N, H)
 
-    def generate(
-        self,
-        token_ids,
-        max_new_tokens,
-        sampler="greedy",
-        temperature=1.0,
-        top_k=None,
-        top_p=None,
-        num_beams=None,
-        seed=None,
-        stop_token_id=None,
-    ):
-        """Continue the prompt(s) `token_ids` by up to `max_new_tokens` tokens: see `keras_tx.generation.generate`.
+    def generate(self, token_ids, max_new_tokens, sampler="greedy", **sampling):
+        """Continue the prompt(s) `token_ids` by up to `max_new_tokens` tokens with `sampler` ("greedy", "random",
+        "top_k", "top_p" or "beam"); `sampling`: temperature, top_k, top_p, num_beams, seed, stop_token_id. See
+        `keras_tx.generation.generate`, where their defaults live.
 
         Example:
         >>> gpt = GPT(vocabulary_size=10, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, max_length=16)
         >>> gpt.generate([[1, 2], [3, 4]], max_new_tokens=3, sampler="top_k", top_k=3, seed=0).shape
         (2, 5)
         """
-        return generation.generate(
-            self, token_ids, max_new_tokens, sampler, temperature, top_k, top_p, num_beams, seed, stop_token_id
-        )
+        return generation.generate(self, token_ids, max_new_tokens, sampler, **sampling)
 
     def generate_stream(self, token_ids, max_new_tokens, **kwargs):
         """Yield new tokens one at a time: see `keras_tx.generation.generate_stream`."""
@@ -182,21 +171,11 @@ class GPT(ConstructorConfig, keras.Model):
         >>> GPT.from_keras_hub(hub).max_length
         16
         """
-        config = dict(
-            vocabulary_size=backbone.vocabulary_size,
-            num_layers=backbone.num_layers,
-            num_heads=backbone.num_heads,
-            hidden_dim=backbone.hidden_dim,
-            intermediate_dim=backbone.intermediate_dim,
-            max_length=backbone.max_sequence_length,
-            dropout=backbone.dropout,
-        )
-        model = cls(**{**config, **kwargs})
-        pairs = [
-            (model.token_embedding, backbone.token_embedding),
-            (model.position_embedding, backbone.position_embedding),
-            (model.layer_norm, backbone.layer_norm),
-        ]
+        same_names = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim", "dropout")
+        config = {name: getattr(backbone, name) for name in same_names}
+        model = cls(**{**config, "max_length": backbone.max_sequence_length, **kwargs})
+        pairs = [(model.token_embedding, backbone.token_embedding), (model.layer_norm, backbone.layer_norm),
+                 (model.position_embedding, backbone.position_embedding)]
         copy_keras_hub_weights(pairs, model.blocks, backbone.transformer_layers)
         return model
 

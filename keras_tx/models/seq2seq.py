@@ -37,7 +37,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_tx import generation
+from keras_tx import generation, validation
 from keras_tx.layers import SinusoidalPositionEncoding, TokenEmbedding, TransformerDecoderBlock, TransformerEncoderBlock
 from keras_tx.layers.common import register as _register
 from keras_tx.models.common import ConstructorConfig
@@ -331,19 +331,7 @@ class Seq2SeqTransformer(ConstructorConfig, keras.Model):
 
     def _check_translate(self, source_ids, max_length, sampler, num_beams):
         """Validated (source (B, S) int32 numpy, was_1d, max_length, num_beams)."""
-        try:
-            source = np.asarray(source_ids)
-        except ValueError:  # ragged nested lists
-            source = np.asarray(source_ids, dtype=object)
-        if source.dtype == object or not np.issubdtype(source.dtype, np.integer):
-            raise ValueError(
-                f"`source_ids` must be integer token ids: one source, or equal-length (padded with 0) sources; "
-                f"got {source_ids!r}."
-            )
-        was_1d = source.ndim == 1
-        source = source[None] if was_1d else source
-        if source.ndim != 2 or source.shape[1] == 0:
-            raise ValueError(f"`source_ids` must be (length,) or (batch, length) with length >= 1, got {source.shape}.")
+        source, was_1d = validation.id_rows(source_ids, "source_ids", "equal-length (padded with 0)")
         if source.shape[1] > self.max_source_length:
             raise ValueError(
                 f"The source has {source.shape[1]} tokens, more than the model's max_source_length="

@@ -97,6 +97,8 @@ class ImageClassification(Task):
             results.append((path, [(names[i], float(p[i])) for i in best]))
         return results
 
+    classify = classify_files  # what `keras-tx classify` calls on every task that classifies
+
     def evaluate(self, dataset=None, text_file=None, data_dir=None, batches=200, batch_size=12):
         """Accuracy on the test split of its dataset (or of the one given)."""
         from keras_tx.data.images import image_dataset, load_image_data

@@ -20,7 +20,17 @@ from keras_tx.tasks.base import Task, log_softmax_pick
 
 
 @dataclasses.dataclass
-class BERTConfig(StackConfig, TrainingConfig):
+class BERTTrainingDefaults:
+    """The optimizer settings BERT trains with (BERT's paper: weight decay 0.01, Adam's beta2 0.999, dropout 0.1),
+    for every verb that trains or fine-tunes a BERT (mixed in first: `class BERTConfig(BERTTrainingDefaults, ...)`)."""
+
+    weight_decay: float = default("weight_decay", 0.01)
+    beta2: float = default("beta2", 0.999)
+    dropout: float = default("dropout", 0.1)
+
+
+@dataclasses.dataclass
+class BERTConfig(BERTTrainingDefaults, StackConfig, TrainingConfig):
     """`keras-tx train bert`: BERT masked-LM pretraining with a WordPiece vocabulary trained on the data."""
 
     model: str = "bert"
@@ -31,9 +41,6 @@ class BERTConfig(StackConfig, TrainingConfig):
     eval_batches: int = default("eval_batches", 20)
     learning_rate: float = default("learning_rate", 5e-4)
     min_learning_rate: float = default("min_learning_rate", 5e-5)
-    weight_decay: float = default("weight_decay", 0.01)
-    beta2: float = default("beta2", 0.999)
-    dropout: float = default("dropout", 0.1)
 
 
 def masked_lm_texts(config):
@@ -59,15 +66,9 @@ def masked_lm_texts(config):
     return train, validation, config.text_file or config.dataset or "pydoc_topics (lines)"
 
 
-class MaskedLM(Task):
-    """BERT with its tokenizer: a text with [MASK]s in, the likely tokens for each out."""
-
-    kind = "masked_lm"
-    description = "a masked language model"
-    configs = {"bert": BERTConfig}
-    history_metrics = {"val_loss": "val_loss", "val_masked_accuracy": "val_sparse_categorical_accuracy",
-                       "train_loss": "loss"}
-    signatures = ("fill_mask",)
+class BERTTask(Task):
+    """A BERT task (`BERTMaskedLM`, `BERTClassifier`): its WordPiece tokenizer rides with the model (a `.keras`
+    asset), or is read from the directory's vocab.txt."""
 
     @property
     def tokenizer(self):
@@ -82,6 +83,17 @@ class MaskedLM(Task):
                 raise ValueError(f"{model_dir} has no tokenizer (vocab.txt is missing).")
             model.tokenizer = load_tokenizer(model_dir)
         return cls(model, metadata, model_dir)
+
+
+class MaskedLM(BERTTask):
+    """BERT with its tokenizer: a text with [MASK]s in, the likely tokens for each out."""
+
+    kind = "masked_lm"
+    description = "a masked language model"
+    configs = {"bert": BERTConfig}
+    history_metrics = {"val_loss": "val_loss", "val_masked_accuracy": "val_sparse_categorical_accuracy",
+                       "train_loss": "loss"}
+    signatures = ("fill_mask",)
 
     def fill_mask(self, text, top_k=5):
         """One list per [MASK] of `text` of `top_k` (token, probability) pairs, most likely first."""
@@ -160,7 +172,8 @@ class MaskedLM(Task):
         def fill_mask(text, top_k):
             # BERTMaskedLM.fill_mask's decisions (keras_tx.validation): "[mask]" in any case, at least one, at most
             # max_predictions, top_k >= 1 (more than the vocabulary: all of it).
-            checks = guard.text_checks(text[None]) + [guard.require(top_k >= 1, f"top_k {validation.integer_range(1)}.")]
+            checks = guard.text_checks(text[None])
+            checks.append(guard.require(top_k >= 1, f"top_k {validation.integer_range(1)}."))
             with tf.control_dependencies(checks):
                 text = tf.strings.regex_replace(text, r"(?i)\[mask\]", MASK)
             masks = tf.size(tf.strings.split(text, sep=MASK)) - 1

@@ -31,13 +31,13 @@ import numpy as np
 
 from keras_tx import validation
 from keras_tx.config import POSITIVE, TrainingConfig, default, flag, integer
-from keras_tx.tasks.base import Task
+from keras_tx.tasks.masked_lm import BERTTask, BERTTrainingDefaults
 
 TSV_HEADER = ["sentence", "label"]
 
 
 @dataclasses.dataclass
-class SentimentConfig(TrainingConfig):
+class SentimentConfig(BERTTrainingDefaults, TrainingConfig):
     """`keras-tx train sentiment`: a BERT sentence classifier (SST-2), fine-tuned from a masked LM or from scratch."""
 
     model: str = "sentiment"
@@ -54,9 +54,6 @@ class SentimentConfig(TrainingConfig):
     eval_interval: int = default("eval_interval", 500)
     learning_rate: float = default("learning_rate", 1e-4)
     min_learning_rate: float = default("min_learning_rate", 1e-5)
-    weight_decay: float = default("weight_decay", 0.01)
-    beta2: float = default("beta2", 0.999)
-    dropout: float = default("dropout", 0.1)
 
 
 def read_tsv(path):
@@ -110,7 +107,7 @@ def check_labels(labels, class_names, where):
                          f"{', '.join(class_names)}).")
 
 
-class TextClassification(Task):
+class TextClassification(BERTTask):
     """A text classifier: texts in, class names with probabilities out."""
 
     kind = "text_classifier"
@@ -122,26 +119,12 @@ class TextClassification(Task):
     signatures = ("classify_text",)
 
     @property
-    def tokenizer(self):
-        return self.model.tokenizer
-
-    @property
     def class_names(self):
         return [str(name) for name in self.metadata["class_names"]]
 
     @property
     def sequence_length(self):
         return int(self.metadata["sequence_length"])
-
-    @classmethod
-    def from_directory(cls, model, metadata, model_dir):
-        from keras_tx.data.wordpiece import load_tokenizer
-
-        if getattr(model, "tokenizer", None) is None:
-            if not os.path.isfile(os.path.join(model_dir, "vocab.txt")):
-                raise ValueError(f"{model_dir} has no tokenizer (vocab.txt is missing).")
-            model.tokenizer = load_tokenizer(model_dir)
-        return cls(model, metadata, model_dir)
 
     # -------------------------------------------------------------------------------------------------- use
 

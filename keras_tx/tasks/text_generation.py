@@ -292,7 +292,8 @@ class TextGeneration(Task):
         dataset = (config.text_file or config.dataset or (config.data_dir and f"{config.data_dir}/input.txt")
                    or "pydoc_topics")
         fields = {
-            "tokenizer": "tokenizer.json", "dataset": dataset, "split": "first 90% of characters train, last 10% validation",
+            "tokenizer": "tokenizer.json", "dataset": dataset,
+            "split": "first 90% of characters train, last 10% validation",
             "context": config.context, "batch_size": config.batch_size,
         }
         summary = (f"val loss {metrics['val_loss']:.4f} (train {metrics['train_loss']:.4f}) after {config.steps} "

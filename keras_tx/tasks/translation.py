@@ -346,7 +346,8 @@ class Translation(Task):
             bleu = cls(model, *data.tokenizers).evaluate_bleu(scored)
             metrics.update(test_bleu_greedy=round(float(bleu), 2), test_bleu_sentences=len(scored))
         fields = {
-            "architecture": "seq2seq_transformer", "tokenizer": "source_vocab.txt, target_vocab.txt", "dataset": data.source,
+            "architecture": "seq2seq_transformer", "tokenizer": "source_vocab.txt, target_vocab.txt",
+            "dataset": data.source,
             "split": "the corpus's train / validation / test splits", "languages": [config.source, config.target],
             "label_smoothing": config.label_smoothing,
         }
