@@ -214,7 +214,7 @@ class TextGeneration(Task):
             return {"logits": tf.cast(model(token_ids, training=False), tf.float32)}
 
         def generate(prompt, max_new_tokens, temperature, seed):
-            # The decisions of TextGeneration.prompt_ids and generation.generate's checks (keras_tx.validation), as graph ops.
+            # The decisions of TextGeneration.prompt_ids and generation.generate (keras_tx.validation), as graph ops.
             checks = guard.text_checks(prompt[None], "The prompt", blank_ok=True) + [
                 guard.require((max_new_tokens >= 1) & (max_new_tokens <= validation.MAX_NEW_TOKENS),
                          f"max_new_tokens {validation.integer_range(1, validation.MAX_NEW_TOKENS)}."),
