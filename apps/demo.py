@@ -357,7 +357,7 @@ def translation_page(folder):
 
 def sentiment_page(folder):
     st.header("Sentiment")
-    loaded = page_model(folder, "text_classifier", "text_classifier", "Text classifier", "text classifier",
+    loaded = page_model(folder, lib.TEXT_CLASSIFIER_KINDS, "text_classifier", "Text classifier", "text classifier",
                         preferred="sentiment_sst2")
     if loaded is None:
         return
@@ -382,7 +382,7 @@ PAGES = {
     "Sentiment": sentiment_page,
 }
 OPTIONAL_PAGES = {"Image completion": lib.IMAGE_GPT_KINDS, "Translation": lib.TRANSLATION_KINDS,
-                  "Sentiment": ("text_classifier",)}
+                  "Sentiment": lib.TEXT_CLASSIFIER_KINDS}
 
 
 def main():

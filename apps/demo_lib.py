@@ -55,6 +55,7 @@ TRAINING_COMMANDS = {
 }
 IMAGE_GPT_KINDS = ("image_gpt",)
 TRANSLATION_KINDS = ("translation",)
+TEXT_CLASSIFIER_KINDS = ("text_classifier",)
 # The bounds every surface shares (keras_tx.validation): the widgets stop where the CLI and the exports stop.
 MAX_NEW_TOKENS = validation.MAX_NEW_TOKENS
 MAX_NUM_BEAMS = validation.MAX_NUM_BEAMS

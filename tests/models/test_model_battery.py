@@ -108,20 +108,16 @@ CASES = {
         SPARSE_CE,
         dict(expected_output_shape=(B, 4, 4)),
     ),
-    "RNNLanguageModel-lstm": (
-        lambda dtype=None: RNNLanguageModel(V, cell="lstm", embedding_dim=4, units=8, dtype=dtype),
-        IDS,
-        NEXT_IDS,
-        SPARSE_CE,
-        dict(expected_output_shape=(B, T, V)),
-    ),
-    "RNNLanguageModel-rnn": (
-        lambda dtype=None: RNNLanguageModel(V, cell="rnn", embedding_dim=4, units=8, dtype=dtype),
-        IDS,
-        NEXT_IDS,
-        SPARSE_CE,
-        dict(expected_output_shape=(B, T, V)),
-    ),
+    **{
+        f"RNNLanguageModel-{cell}": (
+            lambda dtype=None, cell=cell: RNNLanguageModel(V, cell=cell, embedding_dim=4, units=8, dtype=dtype),
+            IDS,
+            NEXT_IDS,
+            SPARSE_CE,
+            dict(expected_output_shape=(B, T, V)),
+        )
+        for cell in ("lstm", "rnn")
+    },
     "Seq2SeqTransformer": (
         lambda dtype=None: Seq2SeqTransformer(V, 11, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
                                               max_source_length=8, max_target_length=8, dropout=0.0, dtype=dtype),
