@@ -15,8 +15,8 @@ each other. Eagerly (the default in Python, and what `GPT2CausalLM.generate` use
 `tokenizers` library with `pre_tokenizers.Split(pattern=<a str>)`, which that library reads as a literal string,
 not a regex (huggingface/tokenizers#1565): no pre-tokenization happens, so merges cross word boundaries (with the
 merge "o Ġ", "hello world" gives "oĠ") and whitespace runs merge differently. Inside a tf.function or tf.data it
-emulates GPT-2's pattern with TF-Text's regex_split but splits a whitespace run at the end of the text into single
-characters. keras-tx follows GPT-2 (which Hugging Face's `ByteLevel` pre-tokenizer implements too); on ordinary
+emulates GPT-2's pattern with TF-Text's regex_split but cuts the last character off a whitespace run at the end
+of the text ("x   " gives "ĠĠ", "Ġ" where GPT-2 keeps "ĠĠĠ" whole). keras-tx follows GPT-2 (which Hugging Face's `ByteLevel` pre-tokenizer implements too); on ordinary
 prose all of them agree. tests/test_bpe.py pins both keras-hub differences.
 """
 
