@@ -38,8 +38,8 @@ _NO_RANK = 2**31 - 1
 @functools.lru_cache(maxsize=None)
 def _whitespace():
     """An RE2 character class body of the characters that Python's `regex` matches with `\\s`."""
-    spaces = [c for c in range(0x110000) if regex.match(r"\s", chr(c))]
-    return "".join(f"\\x{{{c:X}}}" for c in spaces)
+    every_character = "".join(map(chr, range(0x110000)))
+    return "".join(f"\\x{{{ord(m.group()):X}}}" for m in regex.finditer(r"\s", every_character))
 
 
 def _rank_table(merges):
