@@ -3,6 +3,7 @@
     keras-tx train gpt --text-file input.txt --steps 2000 --out runs/gpt
     keras-tx generate runs/gpt --prompt "ROMEO:" --max-new-tokens 200 --sampler top_k --top-k 10
     keras-tx evaluate runs/gpt
+    keras-tx import hf://openai-community/gpt2 --out models/gpt2 && keras-tx generate models/gpt2 --prompt "Hello"
     keras-tx train igpt --data-dir fashion_mnist --out runs/igpt && keras-tx complete runs/igpt shirt.png --out c.png
     keras-tx demo
 
@@ -97,6 +98,11 @@ def _parser():
     evaluate.add_argument("--batches", type=POSITIVE, default=200, help="validation batches (language models)")
     evaluate.add_argument("--batch-size", type=POSITIVE, default=12)
 
+    hub = verbs.add_parser("import", help="write a model directory from a keras-hub preset (GPT-2, BERT, ViT)")
+    hub.add_argument("preset", help="kaggle://..., hf://... (downloaded once, then cached) or a preset directory")
+    hub.add_argument("--out", required=True, help="the model directory to write (new or empty)")
+    hub.add_argument("--labels", help="image classifiers: a file of class names, one a line (default: the index)")
+
     export = verbs.add_parser("export", help="write a TF SavedModel with serving signatures (TF Serving)")
     export.add_argument("model_dir")
     export.add_argument("out_dir", help="a new or empty directory; for TF Serving a version folder: serving/gpt/1")
@@ -172,6 +178,15 @@ def cmd_evaluate(args):
                                    batches=args.batches, batch_size=args.batch_size)))
 
 
+def cmd_import(args):
+    from keras_tx import artifacts
+    from keras_tx.tasks.presets import import_preset
+
+    metadata = import_preset(args.preset, args.out, labels=args.labels, command=artifacts.command_line(args.argv))
+    print(f"wrote {args.out} ({metadata['kind']}, {metadata['architecture']}, {metadata['parameters']:,} parameters) "
+          f"from {args.preset}")
+
+
 def cmd_export(args):
     from keras_tx import export
 
@@ -212,6 +227,7 @@ COMMANDS = {
     "classify": cmd_classify,
     "complete": cmd_complete,
     "evaluate": cmd_evaluate,
+    "import": cmd_import,
     "export": cmd_export,
     "demo": cmd_demo,
 }

@@ -133,3 +133,28 @@ class CharTokenizer:
 
     def __repr__(self):
         return f"CharTokenizer(vocabulary_size={self.vocabulary_size})"
+
+
+def load_tokenizer(path):
+    """The tokenizer a model directory holds, by the "class_name" of its tokenizer.json: a `CharTokenizer`, or a
+    `keras_tx.data.bpe.BytePairTokenizer` (GPT-2's byte-level BPE, with vocab.json and merges.txt beside it).
+
+    Args:
+        path: the model directory, or its tokenizer.json.
+    """
+    path = os.path.join(path, FILENAME) if os.path.isdir(path) else path
+    if not os.path.isfile(path):
+        raise ValueError(f"No tokenizer file at {path!r}.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            class_name = json.load(f).get("class_name", "CharTokenizer")
+    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path!r} is not a tokenizer file: {error}.") from None
+    if class_name == "BytePairTokenizer":
+        from keras_tx.data.bpe import BytePairTokenizer
+
+        return BytePairTokenizer.load(os.path.dirname(path))
+    if class_name != "CharTokenizer":
+        raise ValueError(f"{path!r} holds a {class_name}; a language model reads a CharTokenizer or a "
+                         "BytePairTokenizer.")
+    return CharTokenizer.load(path)

@@ -65,12 +65,13 @@ def train_wordpiece_vocabulary(texts, vocabulary_size, lowercase=True, reserved_
     )
 
 
-def make_wordpiece_tokenizer(vocabulary, lowercase=True):
+def make_wordpiece_tokenizer(vocabulary, lowercase=True, strip_accents=False):
     """A keras-hub `WordPieceTokenizer` for BERT: the reserved tokens stay whole when they appear in text.
 
     Args:
         vocabulary: a list of tokens with [PAD] first and [UNK], [CLS], [SEP], [MASK] in it.
         lowercase: lowercase text before splitting (must match how the vocabulary was trained).
+        strip_accents: remove accents ("é" -> "e"), as uncased BERT checkpoints' tokenizers do.
 
     Example:
     >>> tokenizer = make_wordpiece_tokenizer(vocabulary)
@@ -82,7 +83,8 @@ def make_wordpiece_tokenizer(vocabulary, lowercase=True):
     if missing or vocabulary[0] != PAD:
         raise ValueError(f"A BERT vocabulary needs {PAD} first and {list(RESERVED_TOKENS)} in it; missing {missing}.")
     return keras_hub.tokenizers.WordPieceTokenizer(
-        vocabulary=vocabulary, lowercase=lowercase, special_tokens=list(RESERVED_TOKENS), special_tokens_in_strings=True
+        vocabulary=vocabulary, lowercase=lowercase, strip_accents=strip_accents, special_tokens=list(RESERVED_TOKENS),
+        special_tokens_in_strings=True,
     )
 
 

@@ -34,6 +34,9 @@ class BERTConfig(BERTTrainingDefaults, StackConfig, TrainingConfig):
     """`keras-tx train bert`: BERT masked-LM pretraining with a WordPiece vocabulary trained on the data."""
 
     model: str = "bert"
+    init_from: str = flag(None, "a masked-LM model directory (keras-tx import or train bert): continue pretraining "
+                                "its weights with its tokenizer; the architecture flags and --vocabulary-size are then "
+                                "ignored")
     intermediate_dim: int = flag(None, "default 4 * hidden-dim", POSITIVE)
     sequence_length: int = flag(64, None, integer(4))
     vocabulary_size: int = flag(8000, None, integer(16))
@@ -213,18 +216,37 @@ class MaskedLM(BERTTask):
     @classmethod
     def training_data(cls, config):
         from keras_tx.data.wordpiece import make_wordpiece_tokenizer, train_wordpiece_vocabulary
+        from keras_tx.tasks import load
 
         train_texts, val_texts, source = masked_lm_texts(config)
-        vocabulary = train_wordpiece_vocabulary(train_texts, config.vocabulary_size)
-        print(f"{source}: {len(train_texts):,} training / {len(val_texts):,} validation texts; "
-              f"WordPiece vocabulary {len(vocabulary):,}.")
-        return types.SimpleNamespace(train_texts=train_texts, val_texts=val_texts, source=source,
-                                     vocabulary=vocabulary, tokenizer=make_wordpiece_tokenizer(vocabulary))
+        start = load(config.init_from, kind=cls.kind) if config.init_from else None
+        if start is not None:
+            if config.sequence_length > start.model.backbone.max_length:
+                raise ValueError(f"--sequence-length {config.sequence_length} is longer than the max_length "
+                                 f"{start.model.backbone.max_length} of {config.init_from}'s BERT.")
+            tokenizer, origin = start.tokenizer, f"{config.init_from}'s BERT and tokenizer"
+        else:
+            tokenizer = make_wordpiece_tokenizer(train_wordpiece_vocabulary(train_texts, config.vocabulary_size))
+            origin = "a new WordPiece vocabulary"
+        print(f"{source}: {len(train_texts):,} training / {len(val_texts):,} validation texts; {origin} "
+              f"({tokenizer.vocabulary_size():,} tokens).")
+        return types.SimpleNamespace(train_texts=train_texts, val_texts=val_texts, source=source, start=start,
+                                     vocabulary=tokenizer.get_vocabulary(), tokenizer=tokenizer)
 
     @classmethod
     def build(cls, config, data):
         from keras_tx.models import BERT, BERTMaskedLM
 
+        if data.start is not None:  # the same architecture with this run's dropout, and its weights
+            start = data.start.model
+            backbone = BERT.from_config({**start.backbone.get_config(), "dropout": config.dropout})
+            model = BERTMaskedLM(backbone, tokenizer=data.tokenizer, max_predictions=start.max_predictions)
+            length = config.sequence_length
+            model({"token_ids": np.zeros((1, length), "int32"), "segment_ids": np.zeros((1, length), "int32"),
+                   "padding_mask": np.ones((1, length), "int32"),
+                   "mask_positions": np.zeros((1, start.max_predictions), "int32")})
+            model.set_weights(start.get_weights())
+            return model
         backbone = BERT(
             vocabulary_size=len(data.vocabulary), num_layers=config.num_layers, num_heads=config.num_heads,
             hidden_dim=config.hidden_dim, intermediate_dim=config.intermediate_dim or 4 * config.hidden_dim,
@@ -268,5 +290,43 @@ class MaskedLM(BERTTask):
             "sequence_length": config.sequence_length,
             "masking": "15% of tokens selected; of those 80% [MASK], 10% random token, 10% unchanged",
         }
+        if data.start is not None:
+            fields.update(init_from=config.init_from,
+                          **{key: data.start.metadata[key] for key in ("preset",) if key in data.start.metadata})
         summary = (f"masked-token accuracy {metrics['val_masked_accuracy']:.4f}, val loss {metrics['val_loss']:.4f}")
         return fields, summary
+
+    # ------------------------------------------------------------------------------------------- keras-hub
+
+    @classmethod
+    def from_keras_hub(cls, handle, backbone):
+        """The task of a BERT preset (`keras-tx import`): our BERTMaskedLM with keras-hub's BertMaskedLM weights
+        (the preset's masked-LM head if it has one, else keras-hub's new head) and the preset's WordPiece vocabulary
+        and casing."""
+        import keras_hub
+        from keras_hub.src.utils.preset_utils import TASK_WEIGHTS_FILE, check_file_exists
+
+        from keras_tx.data.wordpiece import make_wordpiece_tokenizer
+        from keras_tx.models import BERTMaskedLM
+
+        theirs = keras_hub.models.BertMaskedLM.from_preset(handle, dtype="float32")
+        hub_tokenizer = theirs.preprocessor.tokenizer
+        tokenizer = make_wordpiece_tokenizer(hub_tokenizer.get_vocabulary(), lowercase=hub_tokenizer.lowercase,
+                                             strip_accents=hub_tokenizer.strip_accents)
+        model = BERTMaskedLM.from_keras_hub(theirs, tokenizer=tokenizer)
+        has_head = check_file_exists(handle, TASK_WEIGHTS_FILE)
+        if not has_head:
+            print(f"{handle} has no masked-LM head: keras-hub's BertMaskedLM starts it from random weights, and so "
+                  "does this directory; train it with `keras-tx train bert --init-from`.")
+        metadata = {"kind": cls.kind, "architecture": "bert", "config": model.backbone.get_config(),
+                    "tokenizer": "vocab.txt", "sequence_length": model.backbone.max_length,
+                    "masked_lm_head": "the preset's" if has_head else "new (random): the preset has none"}
+        return cls(model, metadata)
+
+    def save(self, out_dir, command=None):
+        """Write the model directory (model.keras, metadata.json, vocab.txt and tokenizer.json) to `out_dir`."""
+        from keras_tx import artifacts
+        from keras_tx.data.wordpiece import save_tokenizer
+
+        save_tokenizer(self.tokenizer, out_dir)
+        return artifacts.save_model(out_dir, self.model, self.metadata, command=command)

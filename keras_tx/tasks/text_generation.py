@@ -1,12 +1,17 @@
-"""Text generation: a character-level language model (GPT, LSTM or RNN) and its tokenizer.
+"""Text generation: a language model (GPT, LSTM or RNN) and its tokenizer (characters, or GPT-2's byte-level BPE).
 
     keras-tx train gpt --text-file input.txt --out runs/gpt       # TextGeneration.configs["gpt"]: GPTConfig
     keras-tx generate runs/gpt --prompt "ROMEO:" --max-new-tokens 200
     keras-tx evaluate runs/gpt
+    keras-tx import hf://openai-community/gpt2 --out models/gpt2   # TextGeneration.from_keras_hub
+    keras-tx train gpt --init-from models/gpt2 --text-file input.txt --out runs/gpt2_finetuned
 
-The model directory holds model.keras, metadata.json and tokenizer.json (the characters). Training follows
-nanoGPT's train.py: random windows of the first 90% of the characters, evaluation on a fixed set of random
-windows of the last 10% every `eval_interval` steps.
+The model directory holds model.keras, metadata.json and tokenizer.json, which names the tokenizer: a
+`CharTokenizer` (the characters are in it), or a `BytePairTokenizer` (with vocab.json and merges.txt beside it).
+metadata.json's "start_token" and "stop_token", when present, are put before every prompt and end a generation:
+GPT-2's `<|endoftext|>`, as keras-hub's GPT2CausalLMPreprocessor does. Training follows nanoGPT's train.py:
+random windows of the first 90% of the tokens, evaluation on a fixed set of random windows of the last 10% every
+`eval_interval` steps; `--init-from` fine-tunes a model directory's weights with its tokenizer.
 """
 
 import dataclasses
@@ -27,6 +32,9 @@ class GPTConfig(StackConfig, TrainingConfig):
     model: str = "gpt"
     intermediate_dim: int = flag(None, "default 4 * hidden-dim", POSITIVE)
     context: int = flag(64, "tokens per training window = max length", integer(2))
+    init_from: str = flag(None, "a GPT model directory (keras-tx import or train gpt): fine-tune its weights with its "
+                                "tokenizer; the architecture flags are then ignored and --context is at most its "
+                                "max length")
 
 
 @dataclasses.dataclass
@@ -74,11 +82,12 @@ def random_window_batches(ids, sequence_length, batch_size, seed, start_step=0, 
     return steps.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
-def graph_generate_ids(model, prompt_ids, new_tokens, temperature, seed):
-    """prompt ids (P,) -> prompt + `new_tokens` ids, as `keras_tx.generation.generate_long` makes them with the
-    sampler "random" (temperature 0: greedy) and this seed: the same chunks past a GPT's context
+def graph_generate_ids(model, prompt_ids, new_tokens, temperature, seed, stop_token_id=-1):
+    """prompt ids (P,) -> prompt + up to `new_tokens` ids, as `keras_tx.generation.generate_long` makes them with
+    the sampler "random" (temperature 0: greedy) and this seed: the same chunks past a GPT's context
     (`generation.next_chunk`), the same loop (`generation.sample_loop`, traced here as graph ops) and so the same
-    random numbers. A recurrent model has no context and runs in one chunk.
+    random numbers. A recurrent model has no context and runs in one chunk. The stop token (-1: none) ends the
+    generation: the ids end with it.
     """
     import tensorflow as tf
 
@@ -87,22 +96,37 @@ def graph_generate_ids(model, prompt_ids, new_tokens, temperature, seed):
     context = getattr(model, "max_length", None)
     settings, seed = sampling.settings("random", temperature), sampling.seed_words(seed)
 
-    def body(tokens, done):
+    def body(tokens, done, stopped):
         chunk, start = generation.next_chunk(context, tf.size(tokens), new_tokens - done)
         window = tokens[start:][None]  # (1, W)
         cache = model.initial_cache(1, tf.size(window) + chunk)
-        out, _ = generation.sample_loop(model.call_with_cache, window, cache, chunk, seed, settings, done)
-        return tf.concat([tokens, out[0, tf.size(window):]], 0), done + chunk
+        out, ran = generation.sample_loop(model.call_with_cache, window, cache, chunk, seed, settings, done,
+                                          stop_token_id)
+        return tf.concat([tokens, out[0, tf.size(window):tf.size(window) + ran]], 0), done + chunk, ran < chunk
 
-    tokens, _ = tf.while_loop(
-        lambda tokens, done: done < new_tokens, body, (prompt_ids, tf.constant(0)),
-        shape_invariants=(tf.TensorShape([None]), tf.TensorShape([])),
+    tokens, _, _ = tf.while_loop(
+        lambda tokens, done, stopped: (done < new_tokens) & tf.logical_not(stopped), body,
+        (prompt_ids, tf.constant(0), tf.constant(False)),
+        shape_invariants=(tf.TensorShape([None]), tf.TensorShape([]), tf.TensorShape([])),
     )
     return tokens
 
 
+def graph_tokenizer(tokenizer):
+    """A language model's tokenizer as graph ops (`CharVocabulary` or `GraphBytePair`), for the exported signatures."""
+    from keras_tx.data.bpe import BytePairTokenizer
+
+    if isinstance(tokenizer, BytePairTokenizer):
+        from keras_tx.data.graph_bpe import GraphBytePair
+
+        return GraphBytePair(tokenizer)
+    from keras_tx.data.graph_text import CharVocabulary
+
+    return CharVocabulary(tokenizer.vocabulary)
+
+
 class TextGeneration(Task):
-    """A language model and its character tokenizer: prompt in, continuation out."""
+    """A language model and its tokenizer: prompt in, continuation out."""
 
     kind = "language_model"
     description = "a language model"
@@ -113,15 +137,24 @@ class TextGeneration(Task):
     def __init__(self, model, tokenizer, metadata=None, model_dir=None):
         super().__init__(model, metadata, model_dir)
         self.tokenizer = tokenizer
+        start, stop = self.metadata.get("start_token"), self.metadata.get("stop_token")
+        self.start_ids = [] if start is None else [self._special_id(start)]  # put before every prompt
+        self.stop_id = None if stop is None else self._special_id(stop)  # ends a generation
+
+    def _special_id(self, token):
+        token_id = getattr(self.tokenizer, "token_to_id", lambda t: None)(token)
+        if token_id is None:
+            raise ValueError(f"The special token {token!r} of metadata.json is not in the tokenizer's vocabulary.")
+        return int(token_id)
 
     @classmethod
     def from_directory(cls, model, metadata, model_dir):
-        from keras_tx.data.tokenizers import CharTokenizer
+        from keras_tx.data.tokenizers import load_tokenizer
 
         path = os.path.join(model_dir, metadata.get("tokenizer", "tokenizer.json"))
         if not os.path.isfile(path):
             raise ValueError(f"{model_dir} has no tokenizer ({os.path.basename(path)} is missing).")
-        return cls(model, CharTokenizer.load(path), metadata, model_dir)
+        return cls(model, load_tokenizer(path), metadata, model_dir)
 
     @property
     def context(self):
@@ -131,7 +164,8 @@ class TextGeneration(Task):
     # -------------------------------------------------------------------------------------------------- use
 
     def prompt_ids(self, prompt, max_new_tokens):
-        """Token ids of `prompt` ready for generation, and a note if it had to be trimmed to fit the context.
+        """Token ids of `prompt` ready for generation (the start token first, if the model has one), and a note if
+        it had to be trimmed to fit the context.
 
         Raises ValueError for an empty, over-long or non-UTF-8 prompt (`keras_tx.validation`) or characters
         outside the vocabulary (the tokenizer names them).
@@ -141,31 +175,51 @@ class TextGeneration(Task):
         ids = np.asarray(self.tokenizer.encode(prompt), "int32")
         note, context = None, self.context
         if context is not None:
-            room = max(context - min(max_new_tokens, context // 2), 1)
+            room = max(context - min(max_new_tokens, context // 2) - len(self.start_ids), 1)
             if len(ids) > room:
                 note = f"The prompt has {len(ids)} tokens; only its last {room} fit the model's context of {context}."
                 ids = ids[-room:]
-        return ids, note
+        return np.concatenate([np.asarray(self.start_ids, "int32"), ids]), note
+
+    def decode(self, ids):
+        """The text of token ids without the start token before them, up to the stop token (left out)."""
+        ids = [int(i) for i in np.asarray(ids).reshape(-1)]
+        if self.start_ids and ids[: len(self.start_ids)] == self.start_ids:
+            ids = ids[len(self.start_ids):]
+        if self.stop_id is not None and self.stop_id in ids:
+            ids = ids[: ids.index(self.stop_id)]
+        return self.tokenizer.decode(np.asarray(ids, "int32"))
 
     def generate_ids(self, prompt_ids, max_new_tokens, **sampling):
-        """`prompt_ids` and `max_new_tokens` more tokens, past the model's context if need be (`sampling`:
-        `keras_tx.generation.generate`'s sampler, temperature, top_k, top_p, num_beams, seed)."""
+        """`prompt_ids` and up to `max_new_tokens` more tokens, past the model's context if need be (`sampling`:
+        `keras_tx.generation.generate`'s sampler, temperature, top_k, top_p, num_beams, seed). The model's stop
+        token, if it has one, ends the generation early."""
         from keras_tx import generation
 
+        sampling.setdefault("stop_token_id", self.stop_id)
         return generation.generate_long(self.model, prompt_ids, max_new_tokens, **sampling)
 
     def stream(self, prompt_ids, max_new_tokens, **sampling):
         """Yield (text, number of tokens) as the tokens come (beam search: all at once, at the end); together they
-        are `generate_ids`' new tokens."""
+        are `generate_ids`' new tokens. A token that ends inside a character (byte-level BPE) waits for the rest."""
         from keras_tx import generation
 
-        for tokens in generation.stream_long(self.model, prompt_ids, max_new_tokens, **sampling):
-            yield self.tokenizer.decode(tokens), len(tokens)
+        sampling.setdefault("stop_token_id", self.stop_id)
+        tokens, shown, waiting = [], "", 0
+        for new in generation.stream_long(self.model, prompt_ids, max_new_tokens, **sampling):
+            tokens += [int(t) for t in new]
+            text, waiting = self.decode(tokens), waiting + len(new)
+            if text.endswith("\ufffd") and len(tokens) < max_new_tokens:
+                continue
+            yield text[len(shown):], waiting
+            shown, waiting = text, 0
+        if waiting:
+            yield self.decode(tokens)[len(shown):], waiting
 
     def generate(self, prompt, max_new_tokens=200, **sampling):
         """The prompt (its part that fits) and its continuation, as text."""
         ids, _ = self.prompt_ids(prompt, max_new_tokens)
-        return self.tokenizer.decode(self.generate_ids(ids, max_new_tokens, **sampling))
+        return self.decode(self.generate_ids(ids, max_new_tokens, **sampling))
 
     def training_text(self):
         """The text the model was trained on, from metadata.json's "dataset" (a file, a tfds name, or the built-in
@@ -207,10 +261,12 @@ class TextGeneration(Task):
         from keras_tx.data.graph_text import CharVocabulary
 
         model, tokenizer = self.model, self.tokenizer
-        vocabulary = CharVocabulary(tokenizer.vocabulary)
+        vocabulary = graph_tokenizer(tokenizer)
+        start_ids = tf.constant(self.start_ids, tf.int32)
+        stop_id = -1 if self.stop_id is None else self.stop_id
 
         def serving_default(token_ids):
-            token_ids = guard.checked(token_ids, guard.token_id_check(token_ids, len(tokenizer.vocabulary)))
+            token_ids = guard.checked(token_ids, guard.token_id_check(token_ids, tokenizer.vocabulary_size))
             return {"logits": tf.cast(model(token_ids, training=False), tf.float32)}
 
         def generate(prompt, max_new_tokens, temperature, seed):
@@ -222,10 +278,17 @@ class TextGeneration(Task):
                 guard.require(seed >= 0, f"seed {validation.integer_range(0, 2**63 - 1)}."),
             ]
             with tf.control_dependencies(checks):
-                ids, unknown = vocabulary.encode(prompt)
-            ids = guard.checked(ids, guard.require(tf.equal(unknown, 0), validation.UNKNOWN_CHARACTERS + "."))
-            tokens = graph_generate_ids(model, ids, max_new_tokens, temperature, seed)
-            completion = vocabulary.decode(tokens[tf.size(ids):])
+                if isinstance(vocabulary, CharVocabulary):
+                    ids, unknown = vocabulary.encode(prompt)
+                    ids = guard.checked(ids, guard.require(tf.equal(unknown, 0),
+                                                           validation.UNKNOWN_CHARACTERS + "."))
+                else:  # byte-level BPE: every text has its tokens
+                    ids = vocabulary.encode(prompt)
+            ids = tf.concat([start_ids, ids], 0)
+            tokens = graph_generate_ids(model, ids, max_new_tokens, temperature, seed, stop_id)
+            new = tokens[tf.size(ids):]
+            before_stop = tf.equal(tf.cumsum(tf.cast(tf.equal(new, stop_id), tf.int32)), 0)
+            completion = vocabulary.decode(tf.boolean_mask(new, before_stop))
             return {"text": tf.strings.join([prompt, completion]), "completion": completion, "token_ids": tokens}
 
         endpoints = [
@@ -239,6 +302,32 @@ class TextGeneration(Task):
         ]
         return model, [vocabulary], endpoints
 
+    # ------------------------------------------------------------------------------------------- keras-hub
+
+    @classmethod
+    def from_keras_hub(cls, handle, backbone):
+        """The task of a GPT-2 preset (`keras-tx import`): our GPT with the backbone's weights and the preset's
+        byte-level BPE tokenizer; `<|endoftext|>` starts every prompt and ends a generation, as keras-hub's
+        GPT2CausalLMPreprocessor and `GPT2CausalLM.generate` do."""
+        import keras_hub
+
+        from keras_tx.data.bpe import BytePairTokenizer
+        from keras_tx.models import GPT
+
+        model = GPT.from_keras_hub(backbone)
+        tokenizer = BytePairTokenizer.from_keras_hub(keras_hub.tokenizers.Tokenizer.from_preset(handle))
+        end = "<|endoftext|>"
+        metadata = {"kind": cls.kind, "architecture": "gpt", "config": model.get_config(), "tokenizer": "tokenizer.json",
+                    "start_token": end, "stop_token": end, "context": model.max_length}
+        return cls(model, tokenizer, metadata)
+
+    def save(self, out_dir, command=None):
+        """Write the model directory (model.keras, metadata.json, the tokenizer's files) to a checked `out_dir`."""
+        from keras_tx import artifacts
+
+        self.tokenizer.save(out_dir)
+        return artifacts.save_model(out_dir, self.model, self.metadata, command=command)
+
     # ------------------------------------------------------------------------------------------- training
 
     @classmethod
@@ -249,18 +338,29 @@ class TextGeneration(Task):
         text = load_text(dataset=config.dataset, text_file=config.text_file, data_dir=config.data_dir,
                          download=config.download)
         train_text, val_text = split_text(text, 0.1)
-        tokenizer = CharTokenizer.from_text(text)
+        start = getattr(config, "init_from", None) and load_task(config.init_from)
+        if start is not None:
+            tokenizer, context = start.tokenizer, min(config.context, start.context or config.context)
+            origin = f"{config.init_from}'s weights and tokenizer"
+        else:
+            tokenizer, context, origin = CharTokenizer.from_text(text), config.context, "a new model"
         train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
         print(f"{len(text):,} characters, vocabulary {tokenizer.vocabulary_size}; "
-              f"train {len(train_ids):,} / validation {len(val_ids):,} tokens (first 90% / last 10%).")
-        return types.SimpleNamespace(tokenizer=tokenizer, train_ids=train_ids, val_ids=val_ids,
-                                     validation_steps=config.eval_batches)
+              f"train {len(train_ids):,} / validation {len(val_ids):,} tokens (first 90% / last 10%); {origin}.")
+        return types.SimpleNamespace(tokenizer=tokenizer, train_ids=train_ids, val_ids=val_ids, context=context,
+                                     start=start, validation_steps=config.eval_batches)
 
     @classmethod
     def build(cls, config, data):
         from keras_tx.models import GPT, RNNLanguageModel
 
         vocabulary_size = data.tokenizer.vocabulary_size
+        if data.start is not None:  # fine-tuning: the same architecture, this run's dropout, its weights
+            start = data.start.model
+            model = type(start).from_config({**start.get_config(), "dropout": config.dropout})
+            model(np.zeros((1, data.context), "int32"))
+            model.set_weights(start.get_weights())
+            return model
         if config.model == "gpt":
             model = GPT(vocabulary_size=vocabulary_size, num_layers=config.num_layers, num_heads=config.num_heads,
                         hidden_dim=config.hidden_dim, intermediate_dim=config.intermediate_dim or 4 * config.hidden_dim,
@@ -274,17 +374,17 @@ class TextGeneration(Task):
 
     @classmethod
     def validation_data(cls, config, data, model, seed):
-        return random_window_batches(data.val_ids, config.context, config.batch_size, seed + 1,
+        return random_window_batches(data.val_ids, data.context, config.batch_size, seed + 1,
                                      total_steps=config.eval_batches)
 
     @classmethod
     def batches(cls, config, data, model, seed):
-        return lambda start_step: random_window_batches(data.train_ids, config.context, config.batch_size, seed,
+        return lambda start_step: random_window_batches(data.train_ids, data.context, config.batch_size, seed,
                                                         start_step, config.steps)
 
     @classmethod
     def save_preprocessing(cls, out, data):
-        data.tokenizer.save(os.path.join(out, "tokenizer.json"))
+        data.tokenizer.save(out)
 
     @classmethod
     def finish(cls, config, data, model, history, metrics):
@@ -294,8 +394,19 @@ class TextGeneration(Task):
         fields = {
             "tokenizer": "tokenizer.json", "dataset": dataset,
             "split": "first 90% of characters train, last 10% validation",
-            "context": config.context, "batch_size": config.batch_size,
+            "context": data.context, "batch_size": config.batch_size,
         }
+        if data.start is not None:  # what the model was fine-tuned from, and its prompt conventions
+            inherited = {key: data.start.metadata[key] for key in ("start_token", "stop_token", "preset")
+                         if key in data.start.metadata}
+            fields.update(init_from=config.init_from, **inherited)
         summary = (f"val loss {metrics['val_loss']:.4f} (train {metrics['train_loss']:.4f}) after {config.steps} "
                    "steps")
         return fields, summary
+
+
+def load_task(model_dir):
+    """The language model task of a directory (`--init-from`)."""
+    from keras_tx.tasks import load
+
+    return load(model_dir, kind=TextGeneration.kind)
