@@ -16,8 +16,9 @@ each other. Eagerly (the default in Python, and what `GPT2CausalLM.generate` use
 not a regex (huggingface/tokenizers#1565): no pre-tokenization happens, so merges cross word boundaries (with the
 merge "o Ġ", "hello world" gives "oĠ") and whitespace runs merge differently. Inside a tf.function or tf.data it
 emulates GPT-2's pattern with TF-Text's regex_split but cuts the last character off a whitespace run at the end
-of the text ("x   " gives "ĠĠ", "Ġ" where GPT-2 keeps "ĠĠĠ" whole). keras-tx follows GPT-2 (which Hugging Face's `ByteLevel` pre-tokenizer implements too); on ordinary
-prose all of them agree. tests/test_bpe.py pins both keras-hub differences.
+of the text ("x   " gives "ĠĠ", "Ġ" where GPT-2 keeps "ĠĠĠ" whole). keras-tx follows GPT-2, as Hugging Face's
+`ByteLevel` pre-tokenizer does; on ordinary prose all of them agree. tests/test_bpe.py pins both keras-hub
+differences.
 """
 
 import json
@@ -118,10 +119,11 @@ class BytePairTokenizer:
         self._pattern = regex.compile(PATTERN)
         self._cache = {}
         special_set = set(special_tokens)
-        # Each token's bytes: a special token is its own text, any other token is spelled in byte characters.
+        # Each token's bytes: a token spelled in byte characters is those bytes; a special token (or any other)
+        # is its own UTF-8 text.
         self._token_bytes = [
-            t.encode("utf-8") if t in special_set else bytes(self.byte_decoder[c] for c in t)
-            if all(c in self.byte_decoder for c in t) else t.encode("utf-8")
+            bytes(self.byte_decoder[c] for c in t)
+            if t not in special_set and all(c in self.byte_decoder for c in t) else t.encode("utf-8")
             for t in self.tokens
         ]
 
@@ -274,7 +276,7 @@ class BytePairTokenizer:
         """
         path = os.path.join(directory, FILENAME) if os.path.isdir(directory) else str(directory)
         if not os.path.isfile(path):
-            raise ValueError(f"No tokenizer file at {path!r} (expected a {FILENAME} written by BytePairTokenizer.save).")
+            raise ValueError(f"No tokenizer file at {path!r} (expected the {FILENAME} of BytePairTokenizer.save).")
         folder = os.path.dirname(path)
         try:
             with open(path, encoding="utf-8") as f:
