@@ -1,7 +1,8 @@
 """The keras-tx demo: the trained models of saved_models/ in a browser.
 
     keras-tx demo                      # or: streamlit run apps/demo.py
-    keras-tx demo --models DIR         # model directories somewhere else (also: KERAS_TX_MODELS=DIR)
+    keras-tx demo --models PATH...     # folders of model directories, or model directories (also: KERAS_TX_MODELS)
+    keras-tx demo --models saved_models models/gpt2   # the shipped models and one `keras-tx import` wrote
 
 Pages: text generation (GPT, streamed), masked prediction (BERT, with its attention), image classification
 (ViT and ResNet side by side, with the ViT's attention rollout) and, where such a model is present, image
@@ -27,6 +28,7 @@ with muted_stderr():  # TensorFlow's start-up lines (CUDA probes on a machine wi
 
 import demo_lib as lib  # noqa: E402
 from keras_tx import tasks  # noqa: E402
+from keras_tx.data.tokenizers import CharTokenizer  # noqa: E402
 log = logging.getLogger("keras_tx.demo")
 
 
@@ -47,7 +49,7 @@ def test_images(dataset):
 
 def load_or_explain(folder, name, kind):
     """The loaded model directory `folder/name`, or None after saying why it is not there and how to make it."""
-    path = os.path.join(folder, name)
+    path = lib.model_path(folder, name)
     try:
         return load(kind, path, lib.model_version(folder, name))
     except ValueError as error:
@@ -60,7 +62,7 @@ def load_or_explain(folder, name, kind):
 
 
 def missing(folder, name, what):
-    st.warning(f"No {what} yet: `{os.path.join(folder, name)}` does not exist. Train it with:")
+    st.warning(f"No {what} yet: `{lib.model_path(folder, name)}` does not exist. Train it with:")
     st.code(lib.training_command(folder, name), language="bash", wrap_lines=True)
 
 
@@ -118,7 +120,9 @@ def text_page(folder):
     if loaded is None:
         return
     tokenizer, metadata, context = loaded.tokenizer, loaded.metadata, loaded.context
-    st.caption(f"A character-level {metadata.get('architecture', 'model')}: {tokenizer.vocabulary_size} characters"
+    units = "characters" if isinstance(tokenizer, CharTokenizer) else "byte-level BPE tokens"
+    origin = f" imported from `{metadata['preset']}`" if metadata.get("preset") else ""
+    st.caption(f"A {metadata.get('architecture', 'model')}{origin}: {tokenizer.vocabulary_size:,} {units}"
                + (f", context of {context} tokens (longer prompts keep their end)." if context else "."))
 
     prompt = st.text_area("Prompt", value=default_prompt(tokenizer), key="prompt", height=100)
@@ -145,7 +149,7 @@ def text_page(folder):
     if note:
         st.info(note)
     sampling = lib.sampling_arguments(sampler, temperature, top_k, top_p, num_beams, int(seed))
-    box, text, rate = st.empty(), tokenizer.decode(ids), lib.Rate()
+    box, text, rate = st.empty(), loaded.decode(ids), lib.Rate()
     box.code(text, language=None, wrap_lines=True)
     shown = time.perf_counter()
     for piece, count in loaded.stream(ids, int(max_new_tokens), **sampling):
@@ -389,7 +393,7 @@ def main():
     st.set_page_config(page_title="keras-tx demo", layout="wide")
     folder = lib.models_dir()
     st.sidebar.title("keras-tx demo")
-    st.sidebar.caption(f"Models from `{folder}`")
+    st.sidebar.caption("Models from " + ", ".join(f"`{path}`" for path in folder.split(os.pathsep)))
     pages = [p for p in PAGES if p not in OPTIONAL_PAGES or lib.models_of_kind(folder, OPTIONAL_PAGES[p])]
     page = st.sidebar.radio("Page", pages, key="page")
     st.sidebar.divider()

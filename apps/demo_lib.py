@@ -1,8 +1,9 @@
 """What the demo does that is not UI: finding model directories, reading images, attention for [MASK]s.
 
 apps/demo.py draws the pages; everything here is plain Python over the tasks of `keras_tx.tasks`, so it can be
-tested without Streamlit. Model directories live in one folder (the repo's saved_models/, or $KERAS_TX_MODELS, or
-`keras-tx demo --models DIR`):
+tested without Streamlit. Model directories live in a folder (the repo's saved_models/, or $KERAS_TX_MODELS, or
+`keras-tx demo --models PATH...`, where each path is a folder of model directories or one model directory, such as
+one `keras-tx import` wrote; several are joined by os.pathsep in $KERAS_TX_MODELS):
 
     gpt_shakespeare/        language_model    text generation
     bert_mlm/               masked_lm         masked prediction
@@ -68,18 +69,40 @@ IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp"]
 
 
 def models_dir():
-    """The folder of model directories: $KERAS_TX_MODELS, else the repo's saved_models/."""
+    """The folder(s) of model directories: $KERAS_TX_MODELS, else the repo's saved_models/."""
     return os.environ.get(MODELS_ENV) or DEFAULT_MODELS_DIR
+
+
+def model_paths(folder):
+    """{name: path} of the model directories `folder` lists: a folder of model directories, a model directory, or
+    several of either joined by os.pathsep. A name met twice gets its parent folder added: "gpt2 (models)"."""
+    found = {}
+    for entry in folder.split(os.pathsep):
+        if os.path.isfile(os.path.join(entry, artifacts.METADATA_FILE)):
+            candidates = [entry]
+        elif os.path.isdir(entry):
+            candidates = [os.path.join(entry, name) for name in sorted(os.listdir(entry))]
+        else:
+            continue
+        for path in candidates:
+            name = os.path.basename(os.path.normpath(path))
+            if name in found:
+                name = f"{name} ({os.path.basename(os.path.dirname(os.path.abspath(path)))})"
+            found.setdefault(name, path)
+    return found
+
+
+def model_path(folder, name):
+    """The directory of the model called `name` in `folder` (where it would be, if it is not there yet)."""
+    return model_paths(folder).get(name) or os.path.join(folder.split(os.pathsep)[0], name)
 
 
 def list_models(folder):
     """{directory name: metadata} of every model directory in `folder` (one that cannot be read is left out)."""
     found = {}
-    if not os.path.isdir(folder):
-        return found
-    for name in sorted(os.listdir(folder)):
+    for name, path in model_paths(folder).items():
         try:
-            found[name] = artifacts.read_metadata(os.path.join(folder, name))
+            found[name] = artifacts.read_metadata(path)
         except ValueError:
             continue
     return found
@@ -99,7 +122,7 @@ def training_command(folder, name):
     """The command that makes `folder/name`: its leftover metadata.json's "command", else the documented default
     (None for a name the demo does not know)."""
     try:
-        with open(os.path.join(folder, name, artifacts.METADATA_FILE)) as file:
+        with open(os.path.join(model_path(folder, name), artifacts.METADATA_FILE)) as file:
             command = json.load(file).get("command")
         if command:
             return command
@@ -107,14 +130,14 @@ def training_command(folder, name):
         pass
     if name not in TRAINING_COMMANDS:
         return None
-    out = os.path.join("saved_models", name) if folder == DEFAULT_MODELS_DIR else os.path.join(folder, name)
+    out = os.path.join("saved_models", name) if folder == DEFAULT_MODELS_DIR else model_path(folder, name)
     return TRAINING_COMMANDS[name].format(out=out)
 
 
 def model_version(folder, name):
     """Changes when the model file is rewritten: part of the cache key, so a retrained model is reloaded."""
     try:
-        return os.path.getmtime(os.path.join(folder, name, artifacts.MODEL_FILE))
+        return os.path.getmtime(os.path.join(model_path(folder, name), artifacts.MODEL_FILE))
     except OSError:
         return None
 

@@ -109,7 +109,9 @@ def _parser():
 
     demo = verbs.add_parser("demo", help="the interactive demo (Streamlit) on saved_models/")
     demo.add_argument("--port", type=_int(1, 65535), default=8501)
-    demo.add_argument("--models", default=None, help="the folder of model directories (default: saved_models/)")
+    demo.add_argument("--models", nargs="+", default=None, metavar="PATH",
+                      help="folders of model directories, or model directories (default: saved_models/); e.g. "
+                           "--models saved_models models/gpt2")
     return parser
 
 

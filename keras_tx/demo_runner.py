@@ -35,7 +35,8 @@ def run(port=8501, models_dir=None, address="localhost", headless=True):
 
     Args:
         port: the port to serve on (http://localhost:PORT).
-        models_dir: the folder of model directories; default the repo's saved_models/ (or $KERAS_TX_MODELS).
+        models_dir: a folder of model directories or a model directory, or a list of them; default the repo's
+            saved_models/ (or $KERAS_TX_MODELS).
         address: the address to bind; "localhost" keeps the demo on this machine, "0.0.0.0" shares it.
         headless: do not open a browser window.
 
@@ -51,9 +52,12 @@ def run(port=8501, models_dir=None, address="localhost", headless=True):
         raise ValueError(f"--port must be between 1 and 65535, got {port}.")
     env = dict(os.environ)
     if models_dir is not None:
-        if not os.path.isdir(models_dir):
-            raise ValueError(f"--models {models_dir} is not a directory (expected a folder of model directories).")
-        env["KERAS_TX_MODELS"] = os.path.abspath(models_dir)
+        paths = [models_dir] if isinstance(models_dir, str) else list(models_dir)
+        for path in paths:
+            if not os.path.isdir(path):
+                raise ValueError(f"--models {path} is not a directory (expected a folder of model directories, or a "
+                                 "model directory).")
+        env["KERAS_TX_MODELS"] = os.pathsep.join(os.path.abspath(path) for path in paths)
     print(f"keras-tx demo: http://{address}:{port} (models from {env.get('KERAS_TX_MODELS', 'saved_models/')}); "
           "Ctrl-C stops it.", file=sys.stderr)
     process = subprocess.Popen(command(port, address, headless), env=env, cwd=REPO)  # metadata paths are repo-relative

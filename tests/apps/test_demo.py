@@ -416,3 +416,26 @@ def test_bad_input_battery(app, demo_models, case):
         assert charts(at) or at.code
     else:
         assert case.expect in error_text(at)
+
+
+def test_imported_models_are_listed_beside_the_others(app, demo_models, tmp_path):
+    """`keras-tx demo --models FOLDER DIR`: a model directory `keras-tx import` wrote appears beside a folder's
+    models, and its page generates what keras-hub's GPT2CausalLM does (the <|endoftext|> start token left out)."""
+    import keras_hub
+
+    from keras_tx import cli, tasks
+    from tests import tiny_presets
+
+    preset = tiny_presets.gpt2_preset(str(tmp_path / "preset"))
+    out = str(tmp_path / "gpt2")
+    assert cli.main(["import", preset, "--out", out]) == 0
+    at = app(folder=os.pathsep.join([demo_models, out]))
+    at.sidebar.selectbox(key="model_Language model").set_value("gpt2").run()
+    assert_clean(at)
+    assert any("imported from" in c.value and "byte-level BPE" in c.value for c in at.caption)
+    at = generate(at, "Hello world", sampler="greedy", max_new_tokens=8)
+    assert_clean(at)
+    lm = keras_hub.models.GPT2CausalLM.from_preset(preset)
+    lm.compile(sampler="greedy")
+    ids, _ = tasks.load(out).prompt_ids("Hello world", 8)
+    assert generated(at) == lm.generate("Hello world", max_length=len(ids) + 8)
