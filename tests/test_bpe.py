@@ -170,6 +170,15 @@ def test_special_tokens(trained):
     assert end not in plain.encode("a<|endoftext|>b").tolist()  # without special tokens it is just text
     no_end = {t: i for i, t in enumerate(bytes_to_unicode().values())}
     assert BytePairTokenizer(no_end, [], ()).end_token_id is None
+    # Special tokens with spaces, regex characters and non-ASCII text; the longer of two overlapping ones wins.
+    specials = ["<|im start|>", "[é.*]", "<|im"]
+    tokenizer = BytePairTokenizer({**no_end, **{t: 256 + i for i, t in enumerate(specials)}}, [], specials)
+    graph = GraphBytePair(tokenizer)
+    text = "a <|im start|>[é.*]<|im [é.]"
+    ids = tokenizer.encode(text)
+    assert [tokenizer.id_to_token(i) for i in ids[1:5]] == ["Ġ", "<|im start|>", "[é.*]", "<|im"]
+    assert graph.encode(tf.constant(text)).numpy().tolist() == ids.tolist()
+    assert tokenizer.decode(ids) == graph.decode(ids).numpy().decode() == text
 
 
 def test_graph_invalid_utf8_and_decode(trained):

@@ -42,10 +42,16 @@ def _whitespace():
     return "".join(f"\\x{{{ord(m.group()):X}}}" for m in regex.finditer(r"\s", every_character))
 
 
+def _re2_literal(text):
+    """An RE2 pattern that matches exactly `text`: every character but ASCII letters and digits as \\x{...}."""
+    return "".join(c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):X}}}" for c in text)
+
+
 def _rank_table(merges):
     """"a b" -> rank (int32), -1 for pairs that are not merges."""
+    keys, ranks = (list(merges), list(range(len(merges)))) if merges else ([""], [-1])  # a table can't be empty
     initializer = tf.lookup.KeyValueTensorInitializer(
-        tf.constant(list(merges), tf.string), tf.range(len(merges), dtype=tf.int32), tf.string, tf.int32
+        tf.constant(keys, tf.string), tf.constant(ranks, tf.int32), tf.string, tf.int32
     )
     return tf.lookup.StaticHashTable(initializer, default_value=-1)
 
@@ -81,7 +87,7 @@ class GraphBytePair(tf.Module):
         self.byte_table = _string_table({bytes([b]): c for b, c in tokenizer.byte_encoder.items()}, "")
         self.token_bytes = tf.constant(tokenizer._token_bytes)  # id -> the token's bytes, for decode
         ws = _whitespace()
-        self.special_pattern = "|".join(regex.escape(t) for t in self.special_tokens)
+        self.special_pattern = "|".join(map(_re2_literal, self.special_tokens))
         self.last_space_pattern = f"([{ws}])([^{ws}])"
         self.word_pattern = (
             f"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{{L}}+| ?\\p{{N}}+| ?[^{ws}\\p{{L}}\\p{{N}}]+|[{ws}]+"
