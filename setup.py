@@ -23,6 +23,7 @@ INSTALL_REQUIRES = [
     "pillow>=10",
     "scikit-learn>=1.5,<2",  # k-means for image GPT's palette; its digits are the offline image default
     "numpy>=1.26,<3",
+    "regex>=2023",  # GPT-2's pre-tokenization pattern (keras_tx/data/bpe.py); keras-hub needs it too
 ]
 
 EXTRAS = {

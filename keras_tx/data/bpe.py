@@ -27,6 +27,8 @@ import os
 import numpy as np
 import regex
 
+from keras_tx import validation
+
 FILENAME = "tokenizer.json"
 VOCABULARY_FILENAME = "vocab.json"
 MERGES_FILENAME = "merges.txt"
@@ -155,9 +157,7 @@ class BytePairTokenizer:
 
     def id_to_token(self, id):
         """The token of `id`; an id outside [0, vocabulary_size) raises a ValueError."""
-        id = int(id)
-        if not 0 <= id < self.vocabulary_size:
-            raise ValueError(f"Token id {id} is outside the vocabulary [0, {self.vocabulary_size}).")
+        id = int(validation.token_ids(int(id), self.vocabulary_size))
         return self.tokens[id]
 
     def pre_tokenize(self, text):
@@ -227,12 +227,7 @@ class BytePairTokenizer:
         >>> tokenizer.decode([104, 105, 33])
         'hi!'
         """
-        ids = np.asarray(ids).reshape(-1)
-        bad = ids[(ids < 0) | (ids >= self.vocabulary_size)]
-        if bad.size:
-            raise ValueError(
-                f"Token ids {sorted(set(bad.tolist()))[:20]} are outside the vocabulary [0, {self.vocabulary_size})."
-            )
+        ids = validation.token_ids(np.asarray(ids).reshape(-1), self.vocabulary_size)
         return b"".join(self._token_bytes[i] for i in ids.tolist()).decode("utf-8", errors="replace")
 
     def save(self, directory):

@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from keras_tx import validation
+
 FILENAME = "tokenizer.json"
 
 
@@ -84,12 +86,7 @@ class CharTokenizer:
         >>> CharTokenizer.from_text("ab").decode([1, 0, 1])
         'bab'
         """
-        ids = np.asarray(ids).reshape(-1)
-        bad = ids[(ids < 0) | (ids >= self.vocabulary_size)]
-        if bad.size:
-            raise ValueError(
-                f"Token ids {sorted(set(bad.tolist()))[:20]} are outside the vocabulary [0, {self.vocabulary_size})."
-            )
+        ids = validation.token_ids(np.asarray(ids).reshape(-1), self.vocabulary_size)
         return "".join(self.vocabulary[i] for i in ids.tolist())
 
     def save(self, path):

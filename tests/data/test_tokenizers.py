@@ -47,7 +47,8 @@ def test_unknown_characters_are_named_not_dropped():
 
 def test_decode_rejects_ids_outside_the_vocabulary():
     tokenizer = CharTokenizer.from_text("abc")
-    with pytest.raises(ValueError, match=r"\[3, 7\] are outside the vocabulary \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"Token ids must be in \[0, vocabulary size\): the vocabulary has 3 tokens, "
+                                         r"got id 7"):
         tokenizer.decode([0, 3, 7])
 
 
