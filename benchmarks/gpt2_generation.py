@@ -20,8 +20,9 @@ numpy (B, P + N) array, so that each has finished when it returns:
 Before timing, the script checks that the contenders compute the same thing: the count of new tokens equal to
 keras-hub's (random weights can give near-ties that two float32 programs break differently; pick another
 `--seed` if they do not all agree). Timing per batch size: the first call (tracing and compiling included), then
-`--repeats` rounds in which the contenders alternate (benchmarks/harness.py), median per contender. Ratios are
-keras-hub's time / the contender's (> 1: the contender is faster), measured in the same process.
+`--repeats` rounds in which the contenders alternate (as benchmarks/harness.py), median (and range) per
+contender; `--json` keeps every call's time. Ratios are keras-hub's time / the contender's (> 1: the contender
+is faster), measured in the same process.
 
 Adding a contender: append a (name, function) pair in `contenders`; the table grows a column group.
 Prints a markdown table for benchmarks/RESULTS.md; `--json PATH` also writes the measurements.
@@ -41,7 +42,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.harness import alternate, environment, markdown_table  # noqa: E402
+from benchmarks.harness import environment, markdown_table  # noqa: E402
 
 REFERENCE = "keras-hub"
 CONFIGS = {
@@ -82,8 +83,12 @@ def contenders(causal_lm, ours, prompt, new_tokens):
         "token_ids": np.concatenate([prompt, np.zeros((batch, new_tokens), "int32")], axis=1),
         "padding_mask": np.concatenate([np.ones(prompt.shape, bool), np.zeros((batch, new_tokens), bool)], axis=1),
     }
+
+    def keras_hub_generate():
+        return keras.ops.convert_to_numpy(causal_lm.generate(hub_inputs, stop_token_ids=None)["token_ids"])
+
     return [
-        (REFERENCE, lambda: keras.ops.convert_to_numpy(causal_lm.generate(hub_inputs, stop_token_ids=None)["token_ids"])),
+        (REFERENCE, keras_hub_generate),
         ("keras-tx", lambda: ours.generate(prompt, new_tokens)),
     ]
 
@@ -106,8 +111,13 @@ def measure(pairs, prompt_length, new_tokens, repeats):
         if equal[name] < reference.size:
             print(f"  warning: {name} agrees with {REFERENCE} on {equal[name]} of {reference.size} new tokens",
                   flush=True)
-    warm = alternate(dict(pairs), repeats=repeats, iterations=1, warmup=0)
-    return first, warm, equal
+    samples = {name: [] for name, _ in pairs}
+    for _ in range(repeats):  # alternating, as benchmarks/harness.py's `alternate`, keeping every call's time
+        for name, fn in pairs:
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return first, samples, equal
 
 
 def main():
@@ -138,13 +148,16 @@ def main():
         print(f"batch {batch}, prompt {args.prompt_length}, {args.new_tokens} new tokens", flush=True)
         pairs = contenders(causal_lm, ours, prompt, args.new_tokens)
         names = [name for name, _ in pairs]
-        first, warm, equal = measure(pairs, args.prompt_length, args.new_tokens, args.repeats)
+        first, samples, equal = measure(pairs, args.prompt_length, args.new_tokens, args.repeats)
+        warm = {name: statistics.median(times) for name, times in samples.items()}
         total = batch * args.new_tokens
         results.append({"batch": batch, "prompt_length": args.prompt_length, "new_tokens": args.new_tokens,
-                        "first_call_s": first, "warm_median_s": warm, "equal_tokens": equal, "tokens": total})
+                        "first_call_s": first, "warm_median_s": warm, "warm_calls_s": samples,
+                        "equal_tokens": equal, "tokens": total})
         row = [batch]
         for name in names:
-            row += [f"{first[name]:.2f}", f"{warm[name]:.3f}", f"{total / warm[name]:,.0f}"]
+            row += [f"{first[name]:.2f}", f"{warm[name]:.2f} ({min(samples[name]):.2f}-{max(samples[name]):.2f})",
+                    f"{total / warm[name]:,.0f}"]
         for name in names[1:]:
             row += [f"{first[REFERENCE] / first[name]:.2f}", f"**{warm[REFERENCE] / warm[name]:.2f}**",
                     f"{equal[name]}/{total}"]
@@ -154,7 +167,7 @@ def main():
 
     header = ["batch"]
     for name in names:
-        header += [f"{name} first call s", f"{name} warm s", f"{name} tokens/s"]
+        header += [f"{name} first call s", f"{name} warm s (min-max)", f"{name} tokens/s"]
     for name in names[1:]:
         header += [f"{REFERENCE} / {name} first call", f"{REFERENCE} / {name} warm",
                    f"{name} tokens equal to {REFERENCE}'s"]
