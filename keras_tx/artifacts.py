@@ -25,8 +25,9 @@ METADATA_FILE = "metadata.json"
 RUN_FILE = "run.json"  # the command of a run in progress: a rerun resumes only the same command
 
 # What `keras-tx train` writes into a model directory; --force removes these (and nothing else) first.
-TRAINING_OUTPUTS = (MODEL_FILE, METADATA_FILE, RUN_FILE, "history.json", "tokenizer.json", "vocab.txt",
-                    "vocab.json", "merges.txt", "source_vocab.txt", "target_vocab.txt", "translator.json", "best.weights.h5", "backup", "logs")
+TRAINING_OUTPUTS = (MODEL_FILE, METADATA_FILE, RUN_FILE, "history.json", "tokenizer.json", "vocab.txt", "vocab.json",
+                    "merges.txt", "source_tokenizer.json", "target_tokenizer.json", "source_vocab.txt",
+                    "target_vocab.txt", "translator.json", "best.weights.h5", "backup", "logs")
 
 
 def save_model(out_dir, model, metadata, command=None):

@@ -61,7 +61,8 @@ def test_train_transformer_writes_a_model_directory(translation_dir):
     assert metadata["metrics"]["test_bleu_sentences"] == 8 and metadata["metrics"]["val_loss"] > 0
     history = json.loads((translation_dir / "history.json").read_text())
     assert len(history) == 2 and history[-1]["loss"] < history[0]["loss"]
-    for name in ("model.keras", "source_vocab.txt", "target_vocab.txt", "translator.json"):
+    for name in ("model.keras", "source_tokenizer.json", "source_vocab.txt", "target_tokenizer.json",
+                 "target_vocab.txt"):
         assert (translation_dir / name).exists(), name
     assert not (translation_dir / "backup").exists()
 

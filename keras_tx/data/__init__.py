@@ -9,19 +9,18 @@ import importlib
 _EXPORTS = {
     # [text]
     "text": ("language_model_dataset", "load_text", "split_text"),
-    "tokenizers": ("CharTokenizer",),
+    "tokenizers": ("CharTokenizer", "load_tokenizer", "save_tokenizer"),
+    "bpe": ("BytePairTokenizer",),
     # [bert]
     "masking": ("mask_token_ids",),
     "wordpiece": (
         "classification_dataset",
         "encode_texts",
         "load_sst2",
-        "load_tokenizer",
         "make_mlm_masker",
         "make_wordpiece_tokenizer",
         "mask_language_model_inputs",
         "mlm_dataset",
-        "save_tokenizer",
         "special_token_ids",
         "train_wordpiece_vocabulary",
     ),

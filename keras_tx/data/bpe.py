@@ -249,12 +249,10 @@ class BytePairTokenizer:
             (MERGES_FILENAME, "".join(f"{line}\n" for line in ["#version: 0.2", *self.merges])),
             (FILENAME, json.dumps(config, ensure_ascii=False)),  # last: it names the other two
         )
+        from keras_tx.data.tokenizers import write_file
+
         for name, text in files:
-            path = os.path.join(directory, name)
-            tmp = f"{path}.tmp-{os.getpid()}"  # written, then renamed: a crash never leaves half a file
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
+            write_file(os.path.join(directory, name), text)  # a crash never leaves half a file
         return os.path.join(directory, FILENAME)
 
     @classmethod

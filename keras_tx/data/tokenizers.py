@@ -4,6 +4,15 @@
 character of the training corpus is one token, numbered in sorted order. It is lossless on its corpus, needs
 no training beyond collecting the characters, and keeps the vocabulary small (65 symbols for tiny_shakespeare),
 so a model's output layer is small too. The price is long sequences: one token per character.
+
+Every tokenizer a model directory holds is saved one way (`save_tokenizer` / `load_tokenizer`): a JSON file,
+`tokenizer.json` (`source_tokenizer.json` and `target_tokenizer.json` for translation), whose "class_name" says
+which tokenizer it is, and its vocabulary files beside it:
+
+    CharTokenizer        tokenizer.json holds the characters
+    BytePairTokenizer    vocab.json and merges.txt (GPT-2's files; keras_tx.data.bpe)
+    WordPieceTokenizer   vocab.txt, one piece a line; the JSON is keras-hub's tokenizer config (casing, special
+                         tokens) plus "vocabulary_file"
 """
 
 import json
@@ -98,11 +107,8 @@ class CharTokenizer:
         if os.path.isdir(path) or not str(path).endswith(".json"):
             os.makedirs(path, exist_ok=True)
             path = os.path.join(path, FILENAME)
-        tmp = f"{path}.tmp-{os.getpid()}"  # written, then renamed: a crash never leaves half a file
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"class_name": "CharTokenizer", "vocabulary": self.vocabulary}, f, ensure_ascii=False)
-        os.replace(tmp, path)
-        return path
+        return write_file(path, json.dumps({"class_name": "CharTokenizer", "vocabulary": self.vocabulary},
+                                           ensure_ascii=False))
 
     @classmethod
     def load(cls, path):
@@ -132,26 +138,90 @@ class CharTokenizer:
         return f"CharTokenizer(vocabulary_size={self.vocabulary_size})"
 
 
-def load_tokenizer(path):
-    """The tokenizer a model directory holds, by the "class_name" of its tokenizer.json: a `CharTokenizer`, or a
-    `keras_tx.data.bpe.BytePairTokenizer` (GPT-2's byte-level BPE, with vocab.json and merges.txt beside it).
+WORDPIECE_VOCABULARY_FILE = "vocab.txt"
+
+
+def write_file(path, text):
+    """Write `text` to `path` through a temporary file renamed into place: a crash never leaves half a file."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def save_tokenizer(tokenizer, directory, prefix=""):
+    """Write `directory/{prefix}tokenizer.json`, which names the tokenizer's class, and its vocabulary files beside
+    it (`{prefix}vocab.txt` for WordPiece). Returns the path of the JSON file.
 
     Args:
-        path: the model directory, or its tokenizer.json.
+        tokenizer: a `CharTokenizer`, a `keras_tx.data.bpe.BytePairTokenizer` or a keras-hub `WordPieceTokenizer`.
+        directory: the model directory.
+        prefix: "source_" and "target_" for the two tokenizers of a translation model.
     """
-    path = os.path.join(path, FILENAME) if os.path.isdir(path) else path
+    from keras_tx.data.bpe import BytePairTokenizer
+
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, prefix + FILENAME)
+    if isinstance(tokenizer, CharTokenizer):
+        return tokenizer.save(path)
+    if isinstance(tokenizer, BytePairTokenizer):
+        if prefix:
+            raise ValueError("A BytePairTokenizer is saved as tokenizer.json, vocab.json and merges.txt: no prefix.")
+        return tokenizer.save(directory)
+    if type(tokenizer).__name__ not in ("WordPieceTokenizer", "BertTokenizer"):
+        raise ValueError(f"keras-tx saves CharTokenizer, BytePairTokenizer and WordPieceTokenizer, not "
+                         f"{type(tokenizer).__name__}.")
+    import keras
+
+    vocabulary_file = prefix + WORDPIECE_VOCABULARY_FILE
+    write_file(os.path.join(directory, vocabulary_file), "".join(f"{token}\n" for token in tokenizer.get_vocabulary()))
+    config = keras.saving.serialize_keras_object(tokenizer)
+    return write_file(path, json.dumps({**config, "vocabulary_file": vocabulary_file}, indent=2, ensure_ascii=False))
+
+
+def load_tokenizer(path, prefix=""):
+    """The tokenizer `save_tokenizer` wrote: `path` is its JSON file, or the directory holding
+    `{prefix}tokenizer.json`. A directory with only a `vocab.txt` (written before tokenizer.json existed) gives a
+    lowercasing BERT WordPiece tokenizer.
+    """
+    missing = ValueError(f"No tokenizer at {path!r}: no {prefix}{FILENAME}, no {prefix}{WORDPIECE_VOCABULARY_FILE}.")
+    if os.path.isdir(path):
+        directory, path = path, os.path.join(path, prefix + FILENAME)
+        legacy = os.path.join(directory, prefix + WORDPIECE_VOCABULARY_FILE)
+        if not os.path.isfile(path) and os.path.isfile(legacy):
+            from keras_tx.data.wordpiece import make_wordpiece_tokenizer
+
+            return make_wordpiece_tokenizer(_read_lines(legacy))
+    directory = os.path.dirname(path)
     if not os.path.isfile(path):
-        raise ValueError(f"No tokenizer file at {path!r}.")
+        raise missing
     try:
         with open(path, encoding="utf-8") as f:
-            class_name = json.load(f).get("class_name", "CharTokenizer")
+            config = json.load(f)
+        class_name = config.get("class_name", "CharTokenizer")
     except (json.JSONDecodeError, AttributeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path!r} is not a tokenizer file: {error}.") from None
+    if class_name == "CharTokenizer":
+        return CharTokenizer.load(path)
     if class_name == "BytePairTokenizer":
         from keras_tx.data.bpe import BytePairTokenizer
 
-        return BytePairTokenizer.load(os.path.dirname(path))
-    if class_name != "CharTokenizer":
-        raise ValueError(f"{path!r} holds a {class_name}; a language model reads a CharTokenizer or a "
-                         "BytePairTokenizer.")
-    return CharTokenizer.load(path)
+        return BytePairTokenizer.load(path)
+    if class_name in ("WordPieceTokenizer", "BertTokenizer"):
+        import keras
+
+        vocabulary_file = os.path.join(directory, config.pop("vocabulary_file", prefix + WORDPIECE_VOCABULARY_FILE))
+        if not os.path.isfile(vocabulary_file):
+            raise ValueError(f"{directory} has no tokenizer vocabulary ({os.path.basename(vocabulary_file)} is "
+                             "missing).")
+        tokenizer = keras.saving.deserialize_keras_object(config)
+        tokenizer.set_vocabulary(_read_lines(vocabulary_file))  # a list, not a path: allowed in safe mode
+        return tokenizer
+    raise ValueError(f"{path!r} holds a {class_name}; keras-tx reads CharTokenizer, BytePairTokenizer and "
+                     "WordPieceTokenizer files.")
+
+
+def _read_lines(path):
+    with open(path, encoding="utf-8") as file:
+        return [line.rstrip("\n") for line in file]

@@ -44,7 +44,7 @@ from keras_tx.data.wordpiece import train_wordpiece_vocabulary
 PAD, UNK, START, END = RESERVED_TOKENS = ("[PAD]", "[UNK]", "[START]", "[END]")
 SOURCE_VOCABULARY_FILE = "source_vocab.txt"
 TARGET_VOCABULARY_FILE = "target_vocab.txt"
-TRANSLATOR_CONFIG_FILE = "translator.json"
+TRANSLATOR_CONFIG_FILE = "translator.json"  # the earlier format's casing; read, no longer written
 MODEL_FILE = "model.keras"
 # Names a split's files go by in common corpora: Multi30k's "val" and "test_2016_flickr", WMT's "dev"/"valid".
 SPLIT_ALIASES = {
@@ -292,21 +292,21 @@ def train_translation_tokenizers(pairs, source_vocabulary_size=8000, target_voca
 
 
 def save_translation_tokenizers(directory, source_tokenizer, target_tokenizer):
-    """Write DIR/source_vocab.txt, DIR/target_vocab.txt (one piece a line) and DIR/translator.json (lowercasing)."""
-    os.makedirs(directory, exist_ok=True)
-    for name, tokenizer in ((SOURCE_VOCABULARY_FILE, source_tokenizer), (TARGET_VOCABULARY_FILE, target_tokenizer)):
-        with open(os.path.join(directory, name), "w", encoding="utf-8") as file:
-            file.writelines(f"{token}\n" for token in tokenizer.get_vocabulary())
-    config = {
-        "source_lowercase": bool(source_tokenizer.lowercase),
-        "target_lowercase": bool(target_tokenizer.lowercase),
-    }
-    with open(os.path.join(directory, TRANSLATOR_CONFIG_FILE), "w", encoding="utf-8") as file:
-        json.dump(config, file, indent=2)
+    """Write the two tokenizers as every tokenizer is written (`keras_tx.data.tokenizers.save_tokenizer`):
+    DIR/source_tokenizer.json with DIR/source_vocab.txt, DIR/target_tokenizer.json with DIR/target_vocab.txt."""
+    from keras_tx.data.tokenizers import save_tokenizer
+
+    save_tokenizer(source_tokenizer, directory, prefix="source_")
+    save_tokenizer(target_tokenizer, directory, prefix="target_")
 
 
 def load_translation_tokenizers(directory):
-    """The (source_tokenizer, target_tokenizer) that `save_translation_tokenizers` wrote to `directory`."""
+    """The (source_tokenizer, target_tokenizer) that `save_translation_tokenizers` wrote to `directory`; a directory
+    of the earlier format (the two vocabularies and translator.json, which holds only their casing) reads too."""
+    from keras_tx.data.tokenizers import FILENAME, load_tokenizer
+
+    if os.path.isfile(os.path.join(directory, "source_" + FILENAME)):
+        return load_tokenizer(directory, prefix="source_"), load_tokenizer(directory, prefix="target_")
     config = {}
     config_path = os.path.join(directory, TRANSLATOR_CONFIG_FILE)
     if os.path.isfile(config_path):

@@ -11,18 +11,17 @@ time, a random token 10% and stays unchanged 10%. The masking runs inside the pi
 fresh masks. TensorFlow and keras-hub are used here; `keras_tx.models.bert` needs neither.
 """
 
-import json
 import math
 import os
 
-import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
 
+# Tokenizer files have one home, keras_tx.data.tokenizers (vocab.txt and tokenizer.json for WordPiece).
+from keras_tx.data.tokenizers import load_tokenizer, save_tokenizer  # noqa: F401
+
 PAD, UNK, CLS, SEP, MASK = RESERVED_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-VOCABULARY_FILE = "vocab.txt"
-TOKENIZER_CONFIG_FILE = "tokenizer.json"
 SST2_FILES = {"train": "train.tsv", "validation": "dev.tsv"}
 
 
@@ -86,39 +85,6 @@ def make_wordpiece_tokenizer(vocabulary, lowercase=True, strip_accents=False):
         vocabulary=vocabulary, lowercase=lowercase, strip_accents=strip_accents, special_tokens=list(RESERVED_TOKENS),
         special_tokens_in_strings=True,
     )
-
-
-def save_tokenizer(tokenizer, directory):
-    """Write `directory/vocab.txt` (one token a line) and `directory/tokenizer.json` (the other settings).
-
-    Example:
-    >>> save_tokenizer(tokenizer, "saved_models/bert")
-    """
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, VOCABULARY_FILE), "w", encoding="utf-8") as file:
-        file.writelines(f"{token}\n" for token in tokenizer.get_vocabulary())
-    with open(os.path.join(directory, TOKENIZER_CONFIG_FILE), "w", encoding="utf-8") as file:
-        json.dump(keras.saving.serialize_keras_object(tokenizer), file, indent=2)
-
-
-def load_tokenizer(directory):
-    """The tokenizer that `save_tokenizer` wrote to `directory` (a bare `vocab.txt` gives a lowercasing one).
-
-    Example:
-    >>> tokenizer = load_tokenizer("saved_models/bert")
-    """
-    path = os.path.join(directory, VOCABULARY_FILE)
-    if not os.path.isfile(path):
-        raise ValueError(f"{directory!r} is not a tokenizer directory: it has no {VOCABULARY_FILE}.")
-    with open(path, encoding="utf-8") as file:
-        vocabulary = [line.rstrip("\n") for line in file]
-    config_path = os.path.join(directory, TOKENIZER_CONFIG_FILE)
-    if not os.path.isfile(config_path):
-        return make_wordpiece_tokenizer(vocabulary)
-    with open(config_path, encoding="utf-8") as file:
-        tokenizer = keras.saving.deserialize_keras_object(json.load(file))
-    tokenizer.set_vocabulary(vocabulary)  # a list, not a path: allowed in safe mode
-    return tokenizer
 
 
 def _packer(tokenizer, sequence_length):

@@ -10,13 +10,18 @@ The CLI, the demo, `keras-tx evaluate` and the exporter only read this registry:
 file (its model, preprocessing, use, evaluation, serving signatures and training hooks) plus one line here.
 
     kind              task                   train verbs          model directory
-    language_model    TextGeneration         gpt, lstm, rnn       model.keras, tokenizer.json
-    masked_lm         MaskedLM               bert                 model.keras, vocab.txt, tokenizer.json
+    language_model    TextGeneration         gpt, lstm, rnn       model.keras, tokenizer.json (+ vocab.json,
+                                                                  merges.txt for GPT-2's BPE)
+    masked_lm         MaskedLM               bert                 model.keras, tokenizer.json, vocab.txt
     image_classifier  ImageClassification    vit, resnet          model.keras (metadata: image_shape, class_names)
     image_gpt         ImageCompletion        igpt                 model.keras (metadata: image_shape)
-    translation       Translation            transformer          model.keras, source_vocab.txt, target_vocab.txt
-    text_classifier   TextClassification     sentiment            model.keras, vocab.txt, tokenizer.json (metadata:
+    translation       Translation            transformer          model.keras, source_ and target_ tokenizer.json
+                                                                  and vocab.txt
+    text_classifier   TextClassification     sentiment            model.keras, tokenizer.json, vocab.txt (metadata:
                                                                   class_names, sequence_length)
+
+Every tokenizer is saved one way (`keras_tx.data.tokenizers.save_tokenizer`): a JSON file naming its class, and its
+vocabulary files beside it. `keras-tx import` (presets.py) writes GPT-2, BERT and ViT presets as such directories.
 """
 
 from keras_tx.config import TrainingConfig

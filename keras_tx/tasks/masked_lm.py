@@ -5,7 +5,7 @@
     keras-tx evaluate runs/bert --data-dir sst2
 
 The model directory holds model.keras (the tokenizer's vocabulary rides in it as an asset), vocab.txt and
-tokenizer.json (`keras_tx.data.wordpiece.save_tokenizer`) and metadata.json. Pretraining masks 15% of the
+tokenizer.json (`keras_tx.data.tokenizers.save_tokenizer`) and metadata.json. Pretraining masks 15% of the
 tokens, of those 80% become [MASK], 10% a random token and 10% stay as they are.
 """
 
@@ -79,7 +79,7 @@ class BERTTask(Task):
 
     @classmethod
     def from_directory(cls, model, metadata, model_dir):
-        from keras_tx.data.wordpiece import load_tokenizer
+        from keras_tx.data.tokenizers import load_tokenizer
 
         if getattr(model, "tokenizer", None) is None:
             if not os.path.isfile(os.path.join(model_dir, "vocab.txt")):
@@ -279,7 +279,7 @@ class MaskedLM(BERTTask):
 
     @classmethod
     def finish(cls, config, data, model, history, metrics):
-        from keras_tx.data.wordpiece import save_tokenizer
+        from keras_tx.data.tokenizers import save_tokenizer
 
         save_tokenizer(data.tokenizer, config.out)
         sst2 = "SST-2" in data.source or "sst2" in data.source
@@ -326,7 +326,7 @@ class MaskedLM(BERTTask):
     def save(self, out_dir, command=None):
         """Write the model directory (model.keras, metadata.json, vocab.txt and tokenizer.json) to `out_dir`."""
         from keras_tx import artifacts
-        from keras_tx.data.wordpiece import save_tokenizer
+        from keras_tx.data.tokenizers import save_tokenizer
 
         save_tokenizer(self.tokenizer, out_dir)
         return artifacts.save_model(out_dir, self.model, self.metadata, command=command)

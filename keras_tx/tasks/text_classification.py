@@ -11,7 +11,7 @@ from scratch. The data: an SST-2 folder (train.tsv / dev.tsv, `--data-dir`), glu
 `--class-names`; a fixed shuffle, then 90% train / 10% validation).
 
 The model directory holds model.keras (the tokenizer rides in it), vocab.txt and tokenizer.json
-(`keras_tx.data.wordpiece.save_tokenizer`) and metadata.json ("class_names", "sequence_length", "init_from", and
+(`keras_tx.data.tokenizers.save_tokenizer`) and metadata.json ("class_names", "sequence_length", "init_from", and
 "data", the data flags `keras-tx evaluate` reads by default). A text is read as in training: [CLS] its WordPiece
 tokens [SEP], cut to `sequence_length` tokens (a longer text is truncated, not refused).
 
@@ -254,7 +254,7 @@ class TextClassification(BERTTask):
 
     @classmethod
     def save_preprocessing(cls, out, data):
-        from keras_tx.data.wordpiece import save_tokenizer
+        from keras_tx.data.tokenizers import save_tokenizer
 
         save_tokenizer(data.tokenizer, out)
 

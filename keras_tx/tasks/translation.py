@@ -4,9 +4,10 @@
     keras-tx translate runs/de_en "Ein Mann fährt Fahrrad."
     keras-tx evaluate runs/de_en                                        # test BLEU, greedy and beam 4
 
-The model directory holds model.keras, source_vocab.txt, target_vocab.txt and translator.json (casing) as
-`keras_tx.data.translation.Translator.save` writes them, and metadata.json. Training ends with the test BLEU of
-greedy translations of the first `--bleu-sentences` test pairs.
+The model directory holds model.keras, the two tokenizers (source_tokenizer.json with source_vocab.txt,
+target_tokenizer.json with target_vocab.txt: `keras_tx.data.tokenizers`' one format) and metadata.json; a
+directory of the earlier format (translator.json beside the vocabularies) still reads. Training ends with the test
+BLEU of greedy translations of the first `--bleu-sentences` test pairs.
 """
 
 import dataclasses
@@ -72,7 +73,7 @@ class Translation(Task):
     """A trained `Seq2SeqTransformer` with its source and target tokenizers: text in, text out.
 
     Also named `Translator`. `Translator(model, source_tokenizer, target_tokenizer).save(DIR)` writes a model
-    directory of its own (DIR/model.keras, DIR/source_vocab.txt, DIR/target_vocab.txt, DIR/translator.json) that
+    directory of its own (DIR/model.keras and the tokenizers' files) that
     `Translator.load(DIR)` reads back; `keras-tx train transformer` adds metadata.json.
 
     Example:
@@ -119,7 +120,7 @@ class Translation(Task):
         return cls(model, *load_translation_tokenizers(model_dir), metadata, model_dir)
 
     def save(self, directory):
-        """Write DIR/model.keras and the tokenizers: DIR/source_vocab.txt, DIR/target_vocab.txt, DIR/translator.json."""
+        """Write DIR/model.keras and the tokenizers (source_/target_ tokenizer.json and vocab.txt)."""
         from keras_tx.data.translation import MODEL_FILE, save_translation_tokenizers
 
         os.makedirs(directory, exist_ok=True)
@@ -346,7 +347,7 @@ class Translation(Task):
             bleu = cls(model, *data.tokenizers).evaluate_bleu(scored)
             metrics.update(test_bleu_greedy=round(float(bleu), 2), test_bleu_sentences=len(scored))
         fields = {
-            "architecture": "seq2seq_transformer", "tokenizer": "source_vocab.txt, target_vocab.txt",
+            "architecture": "seq2seq_transformer", "tokenizer": "source_tokenizer.json, target_tokenizer.json",
             "dataset": data.source,
             "split": "the corpus's train / validation / test splits", "languages": [config.source, config.target],
             "label_smoothing": config.label_smoothing,

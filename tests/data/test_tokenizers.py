@@ -78,3 +78,63 @@ def test_bad_files_and_vocabularies_are_value_errors(tmp_path):
         CharTokenizer(["ab"])
     with pytest.raises(ValueError, match="empty"):
         CharTokenizer.from_text("")
+
+
+def test_every_tokenizer_is_saved_one_way(tmp_path):
+    """save_tokenizer / load_tokenizer: a JSON file naming the class, the vocabulary files beside it; the same
+    tokens after the round trip, for characters, GPT-2's BPE and WordPiece (with a prefix, as translation has)."""
+    import json
+
+    from keras_tx.data.bpe import BytePairTokenizer, bytes_to_unicode
+    from keras_tx.data.tokenizers import load_tokenizer, save_tokenizer
+    from keras_tx.data.wordpiece import make_wordpiece_tokenizer
+
+    text = "The cat sat, naïvely."
+    byte_level = {c: i for i, c in enumerate(list(bytes_to_unicode().values()) + ["Ġc", "Ġca", "<|endoftext|>"])}
+    wordpiece = make_wordpiece_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", ",",
+                                          ".", "na", "##ive", "##ly"], lowercase=True, strip_accents=True)
+    cases = [(CharTokenizer.from_text(text), "", {"tokenizer.json"}),
+             (BytePairTokenizer(byte_level, ["Ġ c", "Ġc a"]), "", {"tokenizer.json", "vocab.json", "merges.txt"}),
+             (wordpiece, "", {"tokenizer.json", "vocab.txt"}),
+             (wordpiece, "source_", {"source_tokenizer.json", "source_vocab.txt"})]
+    for tokenizer, prefix, files in cases:
+        folder = tmp_path / f"{type(tokenizer).__name__}{prefix}"
+        path = save_tokenizer(tokenizer, str(folder), prefix=prefix)
+        assert set(os.listdir(folder)) == files and os.path.basename(path) == prefix + "tokenizer.json"
+        assert json.loads(open(path, encoding="utf-8").read())["class_name"] == type(tokenizer).__name__
+        for where in (str(folder), path):
+            loaded = load_tokenizer(where, prefix=prefix) if where == str(folder) else load_tokenizer(where)
+            assert type(loaded) is type(tokenizer)
+            encode = getattr(tokenizer, "encode", tokenizer)
+            np.testing.assert_array_equal(np.asarray(getattr(loaded, "encode", loaded)(text)), np.asarray(encode(text)))
+    with open(tmp_path / "other.json", "w") as file:
+        json.dump({"class_name": "SentencePieceTokenizer"}, file)
+    with pytest.raises(ValueError, match="holds a SentencePieceTokenizer; keras-tx reads"):
+        load_tokenizer(str(tmp_path / "other.json"))
+    with pytest.raises(ValueError, match="No tokenizer at .*no tokenizer.json, no vocab.txt"):
+        load_tokenizer(str(tmp_path / "nowhere"))
+
+
+def test_translation_directories_of_the_earlier_format_still_read(tmp_path):
+    """Before tokenizer files had one format, translation wrote the two vocabularies and translator.json."""
+    import json
+
+    from keras_tx.data.translation import (RESERVED_TOKENS, load_translation_tokenizers, make_translation_tokenizer,
+                                           save_translation_tokenizers)
+
+    vocabulary = list(RESERVED_TOKENS) + ["ein", "hund", "a", "dog", "."]
+    source, target = make_translation_tokenizer(vocabulary, lowercase=True), make_translation_tokenizer(vocabulary,
+                                                                                                         False)
+    save_translation_tokenizers(str(tmp_path / "new"), source, target)
+    assert sorted(os.listdir(tmp_path / "new")) == ["source_tokenizer.json", "source_vocab.txt",
+                                                    "target_tokenizer.json", "target_vocab.txt"]
+    old = tmp_path / "old"
+    old.mkdir()
+    for side in ("source", "target"):
+        (old / f"{side}_vocab.txt").write_text("".join(f"{t}\n" for t in vocabulary), encoding="utf-8")
+    (old / "translator.json").write_text(json.dumps({"source_lowercase": True, "target_lowercase": False}))
+    for folder in (tmp_path / "new", old):
+        loaded = load_translation_tokenizers(str(folder))
+        assert [t.lowercase for t in loaded] == [True, False]
+        assert [t.get_vocabulary() for t in loaded] == [vocabulary, vocabulary]
+        np.testing.assert_array_equal(loaded[0]("Ein Hund ."), source("Ein Hund ."))

@@ -117,7 +117,8 @@ def test_tokenizers_reserve_pad_unk_start_end(tokenizers, tmp_path):
     assert target_tokenizer("a red dog runs.").tolist() == [target_tokenizer.token_to_id(w) for w in
                                                             ("a", "red", "dog", "runs", ".")]  # fmt: skip
     save_translation_tokenizers(str(tmp_path), *tokenizers)
-    assert sorted(os.listdir(tmp_path)) == ["source_vocab.txt", "target_vocab.txt", "translator.json"]
+    assert sorted(os.listdir(tmp_path)) == ["source_tokenizer.json", "source_vocab.txt", "target_tokenizer.json",
+                                            "target_vocab.txt"]
     for before, after in zip(tokenizers, load_translation_tokenizers(str(tmp_path))):
         assert after.get_vocabulary() == before.get_vocabulary()
         assert after("Ein Hund läuft.").tolist() == before("Ein Hund läuft.").tolist()
