@@ -265,3 +265,18 @@ def test_bad_imports_are_one_line_and_change_nothing(imported, tmp_path, capsys,
     code, _, err = _run(capsys, "import", str(tmp_path / "vit_backbone"), "--out", out, "--labels",
                         str(tmp_path / "labels.txt"))
     assert code == 0 and tasks.load(out).metadata["class_names"] == ["cat", "dog"]
+
+
+def test_backbone_only_presets_import_too(tmp_path, capsys):
+    """A GPT2Backbone or BertBackbone preset (with its tokenizer, no task): the same directory; BERT's masked-LM
+    head is then keras-hub's new one, and the import says so."""
+    for name, make in (("gpt2", tiny_presets.gpt2_preset), ("bert", tiny_presets.bert_preset)):
+        preset = make(str(tmp_path / f"{name}_backbone"), task=False)
+        code, out, err = _run(capsys, "import", preset, "--out", tmp_path / name)
+        assert code == 0, err
+        task = tasks.load(str(tmp_path / name))
+        if name == "gpt2":
+            assert task.generate("Hello", max_new_tokens=3, sampler="greedy").startswith("Hello")
+        else:
+            assert "has no masked-LM head" in out and task.metadata["masked_lm_head"].startswith("new")
+            assert len(task.fill_mask("the [MASK] .", top_k=2)[0]) == 2
