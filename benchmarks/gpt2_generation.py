@@ -16,6 +16,12 @@ numpy (B, P + N) array, so that each has finished when it returns:
                `stop_token_ids=None`: without a preprocessor the input's length is the output's (`max_length` is
                ignored), and the sampler fills every position the mask leaves False.
     keras-tx:  `GPT.generate(prompt, N)`, greedy: one XLA program (prefill + while_loop) with a key/value cache.
+    exported:  batch 1 only: the `generate` signature of `keras-tx export` on a model directory of the same GPT
+               and a byte-level BPE tokenizer of GPT-2's size (the 256 byte tokens, filler tokens up to 50,256 and
+               <|endoftext|> last; no merges, so the prompt is 32 random ASCII bytes, one token each), loaded with
+               `tf.saved_model.load` and called with the prompt text, max_new_tokens N, temperature 0: the
+               tokenizer, the decoding loop and the detokenizer as one TensorFlow graph (no XLA), what TF Serving
+               runs. Writing the directory and the SavedModel (~1 GB in a temporary folder) is not timed.
 
 Before timing, the script checks that the contenders compute the same thing: the count of new tokens equal to
 keras-hub's (random weights can give near-ties that two float32 programs break differently; pick another
@@ -34,6 +40,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -76,7 +83,42 @@ def build(config, seed):
     return causal_lm, GPT.from_keras_hub(backbone)
 
 
-def contenders(causal_lm, ours, prompt, new_tokens):
+def byte_level_tokenizer(vocabulary_size):
+    """A BytePairTokenizer of `vocabulary_size` tokens: the 256 byte tokens first (ASCII bytes are their own ids'
+    characters), filler tokens, <|endoftext|> last as in GPT-2; no merges."""
+    from keras_tx.data.bpe import BytePairTokenizer, bytes_to_unicode
+
+    tokens = list(bytes_to_unicode().values())
+    tokens += [f"filler{i}" for i in range(vocabulary_size - len(tokens) - 1)] + ["<|endoftext|>"]
+    return BytePairTokenizer({token: i for i, token in enumerate(tokens)}, [])
+
+
+def exported_generate(ours, folder):
+    """`keras-tx export` of a model directory holding `ours` and a byte-level tokenizer of its vocabulary size;
+    returns (generate(text, new_tokens) -> token ids (P + N,), the tokenizer)."""
+    import tensorflow as tf
+
+    from keras_tx import export
+    from keras_tx.tasks import TextGeneration
+
+    tokenizer = byte_level_tokenizer(ours.vocabulary_size)
+    task = TextGeneration(ours, tokenizer, {"kind": TextGeneration.kind, "architecture": "gpt",
+                                            "config": ours.get_config(), "tokenizer": "tokenizer.json"})
+    task.save(os.path.join(folder, "model"), command="benchmarks/gpt2_generation.py")
+    start = time.perf_counter()
+    export.export(os.path.join(folder, "model"), os.path.join(folder, "saved"))
+    print(f"  exported in {time.perf_counter() - start:.1f} s (not timed below)", flush=True)
+    signature = tf.saved_model.load(os.path.join(folder, "saved")).signatures["generate"]
+
+    def generate(text, new_tokens):
+        out = signature(prompt=tf.constant(text), max_new_tokens=tf.constant(new_tokens, tf.int32),
+                        temperature=tf.constant(0.0), seed=tf.constant(0, tf.int64))
+        return out["token_ids"].numpy()
+
+    return generate, tokenizer
+
+
+def contenders(causal_lm, ours, prompt, new_tokens, exported=None, text=None):
     """[(name, fn)]: each fn() returns (B, P + new_tokens) int numpy, the prompt then the greedy tokens."""
     batch = prompt.shape[0]
     hub_inputs = {  # keras-hub writes into the padded tail: its length is the output's
@@ -87,10 +129,13 @@ def contenders(causal_lm, ours, prompt, new_tokens):
     def keras_hub_generate():
         return keras.ops.convert_to_numpy(causal_lm.generate(hub_inputs, stop_token_ids=None)["token_ids"])
 
-    return [
+    pairs = [
         (REFERENCE, keras_hub_generate),
         ("keras-tx", lambda: ours.generate(prompt, new_tokens)),
     ]
+    if exported is not None and batch == 1:
+        pairs.append(("exported", lambda: exported(text, new_tokens)[None]))
+    return pairs
 
 
 def measure(pairs, prompt_length, new_tokens, repeats):
@@ -129,6 +174,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="of the weights (keras.utils.set_random_seed) and prompts")
     parser.add_argument("--small", action="store_true", help="2 layers, 128 wide: a quick smoke test")
     parser.add_argument("--json", help="also write the measurements here")
+    parser.add_argument("--no-export", action="store_true", help="leave out the exported SavedModel's generate")
     args = parser.parse_args()
     config_name = "small" if args.small else "gpt2"
     config = CONFIGS[config_name]
@@ -142,12 +188,18 @@ def main():
           f"jit_compile={causal_lm.jit_compile}", flush=True)
 
     rng = np.random.default_rng(args.seed)
-    results, rows, names = [], [], None
+    folder = tempfile.TemporaryDirectory()
+    exported = None if args.no_export else exported_generate(ours, folder.name)
+    results, rows, names = [], [], [REFERENCE, "keras-tx"] + ([] if args.no_export else ["exported"])
     for batch in args.batch_sizes:
         prompt = rng.integers(0, config["vocabulary_size"], (batch, args.prompt_length)).astype("int32")
+        text = None
+        if exported is not None and batch == 1:  # a text the exported signature reads: ASCII bytes, one token each
+            text = "".join(chr(c) for c in rng.integers(ord("a"), ord("z") + 1, args.prompt_length))
+            prompt = exported[1].encode(text)[None]
         print(f"batch {batch}, prompt {args.prompt_length}, {args.new_tokens} new tokens", flush=True)
-        pairs = contenders(causal_lm, ours, prompt, args.new_tokens)
-        names = [name for name, _ in pairs]
+        pairs = contenders(causal_lm, ours, prompt, args.new_tokens, exported and exported[0], text)
+        present = [name for name, _ in pairs]
         first, samples, equal = measure(pairs, args.prompt_length, args.new_tokens, args.repeats)
         warm = {name: statistics.median(times) for name, times in samples.items()}
         total = batch * args.new_tokens
@@ -156,14 +208,15 @@ def main():
                         "equal_tokens": equal, "tokens": total})
         row = [batch]
         for name in names:
-            row += [f"{first[name]:.2f}", f"{warm[name]:.2f} ({min(samples[name]):.2f}-{max(samples[name]):.2f})",
-                    f"{total / warm[name]:,.0f}"]
+            row += ([f"{first[name]:.2f}", f"{warm[name]:.2f} ({min(samples[name]):.2f}-{max(samples[name]):.2f})",
+                     f"{total / warm[name]:,.0f}"] if name in present else ["-"] * 3)
         for name in names[1:]:
-            row += [f"{first[REFERENCE] / first[name]:.2f}", f"**{warm[REFERENCE] / warm[name]:.2f}**",
-                    f"{equal[name]}/{total}"]
+            row += ([f"{first[REFERENCE] / first[name]:.2f}", f"**{warm[REFERENCE] / warm[name]:.2f}**",
+                     f"{equal[name]}/{total}"] if name in present else ["-"] * 3)
         rows.append(row)
         print(rows[-1], flush=True)
     loads.append(load_average())
+    folder.cleanup()
 
     header = ["batch"]
     for name in names:
