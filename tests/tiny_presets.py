@@ -40,19 +40,26 @@ def bpe_vocabulary(corpus=CORPUS, vocabulary_size=300):
     return {token: i for i, token in enumerate(tokens + ["<|endoftext|>"])}, merges
 
 
+def _save(directory, task, make_task, *parts):
+    """Save the keras-hub task `make_task()` as a preset in `directory` (`task`), else only its `parts` (the
+    backbone and its tokenizer or image converter)."""
+    if task:
+        make_task().save_to_preset(directory)
+    else:
+        for part in parts:
+            part.save_to_preset(directory)
+    return directory
+
+
 def gpt2_preset(directory, seed=1, task=True):
     """A GPT2CausalLM preset (or only a backbone and tokenizer, `task=False`) in `directory`."""
     keras.utils.set_random_seed(seed)
     vocabulary, merges = bpe_vocabulary()
     tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=vocabulary, merges=merges)
     backbone = keras_hub.models.GPT2Backbone(vocabulary_size=len(vocabulary), **GPT2_CONFIG)
-    if task:
-        preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=64)
-        keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor).save_to_preset(directory)
-    else:
-        backbone.save_to_preset(directory)
-        tokenizer.save_to_preset(directory)
-    return directory
+    return _save(directory, task, lambda: keras_hub.models.GPT2CausalLM(
+        backbone=backbone, preprocessor=keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=64)),
+                 backbone, tokenizer)
 
 
 def bert_vocabulary():
@@ -65,13 +72,9 @@ def bert_preset(directory, seed=2, task=True):
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=bert_vocabulary(), lowercase=True)
     backbone = keras_hub.models.BertBackbone(vocabulary_size=len(bert_vocabulary()), num_layers=2, num_heads=2,
                                              hidden_dim=32, intermediate_dim=64, max_sequence_length=32)
-    if task:
-        preprocessor = keras_hub.models.BertMaskedLMPreprocessor(tokenizer, sequence_length=32)
-        keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=preprocessor).save_to_preset(directory)
-    else:
-        backbone.save_to_preset(directory)
-        tokenizer.save_to_preset(directory)
-    return directory
+    return _save(directory, task, lambda: keras_hub.models.BertMaskedLM(
+        backbone=backbone, preprocessor=keras_hub.models.BertMaskedLMPreprocessor(tokenizer, sequence_length=32)),
+                 backbone, tokenizer)
 
 
 def vit_preset(directory, seed=3, task=True):
@@ -81,15 +84,9 @@ def vit_preset(directory, seed=3, task=True):
     backbone = keras_hub.models.ViTBackbone(image_shape=(16, 16, 3), patch_size=4, num_layers=2, num_heads=2,
                                             hidden_dim=16, mlp_dim=32)
     converter = keras_hub.layers.ViTImageConverter(image_size=(16, 16), scale=1 / 127.5, offset=-1.0)
-    if task:
-        preprocessor = keras_hub.models.ViTImageClassifierPreprocessor(image_converter=converter)
-        classifier = keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=VIT_CLASSES,
-                                                         preprocessor=preprocessor)
-        classifier.save_to_preset(directory)
-    else:
-        backbone.save_to_preset(directory)
-        converter.save_to_preset(directory)
-    return directory
+    return _save(directory, task, lambda: keras_hub.models.ViTImageClassifier(
+        backbone=backbone, num_classes=VIT_CLASSES,
+        preprocessor=keras_hub.models.ViTImageClassifierPreprocessor(image_converter=converter)), backbone, converter)
 
 
 def make_all(root):
