@@ -26,6 +26,21 @@ def keras_tx(*args, check=True, timeout=300):
     return result
 
 
+def keras_tx_here(*args):
+    """`keras-tx ARGS` in this process, for refusals (which load nothing that lingers): a CompletedProcess, as
+    `keras_tx` returns. The process-level promise (one line on stderr, no TensorFlow chatter) is checked by the
+    subprocess runs and tests/test_first_contact.py."""
+    import contextlib
+    import io
+
+    from keras_tx import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in args])
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 def one_line_error(result):
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -89,13 +104,13 @@ def test_generate_trims_a_long_prompt_and_says_so(gpt_dir):
     ],
 )
 def test_generate_bad_input(gpt_dir, args, message):
-    assert message in one_line_error(keras_tx("generate", gpt_dir, *args, check=False))
+    assert message in one_line_error(keras_tx_here("generate", gpt_dir, *args))
 
 
 def test_not_a_model_directory(tmp_path):
-    assert "is not a directory" in one_line_error(keras_tx("generate", tmp_path / "missing", "--prompt", "a", check=False))
+    assert "is not a directory" in one_line_error(keras_tx_here("generate", tmp_path / "missing", "--prompt", "a"))
     (tmp_path / "empty").mkdir()
-    assert "no model.keras" in one_line_error(keras_tx("generate", tmp_path / "empty", "--prompt", "a", check=False))
+    assert "no model.keras" in one_line_error(keras_tx_here("generate", tmp_path / "empty", "--prompt", "a"))
 
 
 def test_truncated_model_file(gpt_dir, tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_cli import keras_tx, one_line_error
+from tests.test_cli import keras_tx, keras_tx_here, one_line_error
 
 TINY_IGPT = ["--num-layers", "1", "--num-heads", "2", "--hidden-dim", "16", "--num-colors", "8", "--epochs", "2",
              "--batch-size", "64", "--warmup-steps", "2", "--test-size", "64", "--no-tensorboard", "--verbose", "0"]
@@ -92,12 +92,12 @@ def test_complete_bad_input(igpt_dir, digit_png, tmp_path):
     (tmp_path / "truncated.png").write_bytes(data[: len(data) // 2])
     for image, message in (("notes.png", "not an image"), ("truncated.png", "not an image"),
                            ("missing.png", "no such file")):
-        result = keras_tx("complete", igpt_dir, tmp_path / image, "--out", tmp_path / "out.png", check=False)
+        result = keras_tx_here("complete", igpt_dir, tmp_path / image, "--out", tmp_path / "out.png")
         assert message in one_line_error(result)
         assert not (tmp_path / "out.png").exists()
-    result = keras_tx("complete", igpt_dir, digit_png, "--out", tmp_path / "out.png", "--num-samples", 0, check=False)
+    result = keras_tx_here("complete", igpt_dir, digit_png, "--out", tmp_path / "out.png", "--num-samples", 0)
     assert "--num-samples" in one_line_error(result)
-    result = keras_tx("complete", igpt_dir, digit_png, "--out", tmp_path / "no" / "out.png", check=False)
+    result = keras_tx_here("complete", igpt_dir, digit_png, "--out", tmp_path / "no" / "out.png")
     assert "does not exist" in one_line_error(result)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from keras_tx.data.translation import english_number, german_number, numeral_pairs
-from tests.test_cli import keras_tx, one_line_error
+from tests.test_cli import keras_tx, keras_tx_here, one_line_error
 
 ROOT_MODELS = Path(__file__).resolve().parent.parent / "saved_models"
 TINY = ["--num-layers", "1", "--num-heads", "2", "--hidden-dim", "16", "--max-length", "12", "--batch-size", "16",
@@ -75,13 +75,13 @@ def test_translate_and_evaluate(translation_dir, tsv):
 
 
 def test_translate_bad_input(translation_dir, tmp_path):
-    assert "empty" in one_line_error(keras_tx("translate", translation_dir, "  ", check=False))
+    assert "empty" in one_line_error(keras_tx_here("translate", translation_dir, "  "))
     too_long = " ".join(["einundzwanzig"] * 40)
-    assert "max_source_length" in one_line_error(keras_tx("translate", translation_dir, too_long, check=False))
+    assert "max_source_length" in one_line_error(keras_tx_here("translate", translation_dir, too_long))
     assert "not a translation model" in one_line_error(
-        keras_tx("translate", ROOT_MODELS / "gpt_shakespeare", "hallo", check=False)
+        keras_tx_here("translate", ROOT_MODELS / "gpt_shakespeare", "hallo")
     )
-    assert "not a directory" in one_line_error(keras_tx("translate", tmp_path / "missing", "hallo", check=False))
+    assert "not a directory" in one_line_error(keras_tx_here("translate", tmp_path / "missing", "hallo"))
 
 
 def test_train_transformer_bad_data(tmp_path):
