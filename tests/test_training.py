@@ -108,3 +108,13 @@ def test_bad_strategy_and_precision_are_clear_errors():
         training.make_strategy("gpu")
     with pytest.raises(ValueError, match="Unknown mixed precision 'half'"):
         training.precision_policy("half")
+
+
+def test_a_minimum_learning_rate_above_the_learning_rate_is_refused_before_anything_is_written(tmp_path):
+    """Fine-tuning asks for small learning rates: one below the default floor would make the cosine rise."""
+    from keras_tx import tasks
+
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"^--min-learning-rate 0\.0001 is above --learning-rate 3e-05: .*\.$"):
+        tasks.train(tasks.GPTConfig(learning_rate=3e-5, steps=2, out=str(out)))
+    assert not out.exists()

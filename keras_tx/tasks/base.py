@@ -97,6 +97,10 @@ def train(config):
 
     if not config.out:
         raise ValueError("A training run needs `out`, the model directory to write.")
+    if config.min_learning_rate > config.learning_rate:  # the cosine schedule would rise instead of decaying
+        raise ValueError(f"--min-learning-rate {config.min_learning_rate:g} is above --learning-rate "
+                         f"{config.learning_rate:g}: the schedule decays from the learning rate down to the minimum; give a "
+                         "smaller --min-learning-rate.")
     task = task_for_verb(config.model)
     signature = configs.run_signature(config)
     state = artifacts.check_out_dir(config.out, signature, force=config.force)
