@@ -255,20 +255,13 @@ def main(argv=None):
     try:
         return COMMANDS[args.verb](args) or 0
     except (UsageError, ValueError, OSError, UnicodeError) as error:
-        print(f"keras-tx {args.verb}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"keras-tx {args.verb}: error: {validation.one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         note = " (rerun the same command to resume from the last backup)" if args.verb == "train" else ""
         print(f"keras-tx {args.verb}: interrupted{note}.", file=sys.stderr)
         return 130
 
-
-def _one_line(error):
-    """The first line of an error's message, or its type when it has none."""
-    if isinstance(error, OSError) and error.strerror:
-        return f"{error.filename}: {error.strerror}." if error.filename else f"{error.strerror}."
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 if __name__ == "__main__":

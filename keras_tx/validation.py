@@ -42,6 +42,15 @@ NOT_AN_IMAGE = "The data is not an image (PNG, JPEG, GIF or BMP)."
 NO_MASK = "The text has no [MASK] to fill."
 
 
+def one_line(error):
+    """The first line of an error's message (an OSError: its file and reason), or its type when it has none: what a
+    surface shows of an error it did not word itself."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}." if error.filename else f"{error.strerror}."
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def too_many_masks(limit):
     return f"At most {limit} [MASK]s are allowed in one text."
 

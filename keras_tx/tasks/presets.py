@@ -15,6 +15,7 @@ beside `out` and renamed into place, so a failed import leaves nothing behind; `
 import os
 import shutil
 
+from keras_tx import validation
 from keras_tx.tasks.image_classification import ImageClassification
 from keras_tx.tasks.masked_lm import MaskedLM
 from keras_tx.tasks.text_generation import TextGeneration
@@ -25,11 +26,6 @@ IMPORTS = {
     "BertBackbone": (MaskedLM, "BERT"),
     "ViTBackbone": (ImageClassification, "ViT"),
 }
-
-
-def _one_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_backbone(handle):
@@ -47,7 +43,7 @@ def load_backbone(handle):
         return keras_hub.models.Backbone.from_preset(handle, dtype="float32")
     except Exception as error:  # keras-hub, kagglehub, huggingface_hub and requests each raise their own
         hint = " (a remote handle is downloaded once, which needs the network)" if remote else ""
-        raise ValueError(f"Could not load the keras-hub preset {handle}{hint}: {_one_line(error)}") from None
+        raise ValueError(f"Could not load the keras-hub preset {handle}{hint}: {validation.one_line(error)}") from None
 
 
 def read_labels(path):
@@ -56,7 +52,7 @@ def read_labels(path):
         with open(path, encoding="utf-8") as file:
             names = [line.strip() for line in file if line.strip()]
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"--labels {path}: {_one_line(error)}.") from None
+        raise ValueError(f"--labels {path}: {validation.one_line(error).rstrip('.')}.") from None
     if not names:
         raise ValueError(f"--labels {path} has no class names (one per line).")
     return names
