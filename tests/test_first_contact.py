@@ -39,6 +39,19 @@ def test_help_and_usage_errors_do_not_start_tensorflow():
     assert "argument --max-new-tokens: must be an integer from 1 to 2,000" in result.stderr
 
 
+def test_every_train_verb_is_described_in_a_sentence(capsys):
+    """`keras-tx train --help` lists each verb with its one-line description, never a dataclass's generated
+    signature (`rnn  str = 'rnn', dataset: str = None, ...` before the RNN had a docstring of its own)."""
+    try:
+        cli.main(["train", "--help"])
+    except SystemExit as stop:
+        assert stop.code == 0
+    listing = capsys.readouterr().out
+    for verb in ("gpt", "lstm", "rnn", "bert", "vit", "resnet", "igpt", "transformer", "sentiment"):
+        assert f"    {verb} " in listing
+    assert "str = " not in listing and ": int = " not in listing, listing
+
+
 def test_a_successful_command_prints_nothing_on_stderr(tmp_path):
     """The console script, as a user runs it: TensorFlow's oneDNN / CUDA lines stay out of the terminal."""
     script = os.path.join(os.path.dirname(sys.executable), "keras-tx")

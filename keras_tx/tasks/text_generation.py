@@ -39,7 +39,7 @@ class GPTConfig(StackConfig, TrainingConfig):
 
 @dataclasses.dataclass
 class LSTMConfig(TrainingConfig):
-    """`keras-tx train lstm` (and `rnn`): a character-level recurrent language model."""
+    """`keras-tx train lstm`: a character-level LSTM language model."""
 
     model: str = "lstm"
     num_layers: int = flag(1, None, POSITIVE)
@@ -50,6 +50,8 @@ class LSTMConfig(TrainingConfig):
 
 @dataclasses.dataclass
 class RNNConfig(LSTMConfig):
+    """`keras-tx train rnn`: a character-level SimpleRNN language model (the LSTM's flags, Elman's cell)."""
+
     model: str = "rnn"
 
 
