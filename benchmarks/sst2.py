@@ -69,36 +69,19 @@ def mask_tokens(ids, special, vocabulary_size, rng, max_predictions=10):
 
     return mask_token_ids(ids, special, vocabulary_size, rng, max_predictions=max_predictions)
 
+
 def maximal_phrases(ids, special):
     """The token lists of the rows that are not part of another row (duplicates once), longest first."""
-    rows = [row[~np.isin(row, [special["[PAD]"], special["[CLS]"], special["[SEP]"]])] for row in ids]
-    kept, joined, recent, seen = [], "", [], set()
-    for index in sorted(range(len(rows)), key=lambda i: -len(rows[i])):
-        key = " " + " ".join(map(str, rows[index])) + " "  # spaces keep token boundaries in the substring test
-        if key in seen or key in joined or any(key in other for other in recent):
-            continue
-        kept.append(rows[index])
-        seen.add(key)
-        recent.append(key)
-        if len(recent) == 500:  # fold the recent ones into the big string now and then
-            joined, recent = joined + "".join(recent), []
-    return kept
+    from keras_tx.data.masking import distinct_rows
+
+    return distinct_rows([row[~np.isin(row, [special["[PAD]"], special["[CLS]"], special["[SEP]"]])] for row in ids])
 
 
 def pack(phrases, length, special, rng):
     """Shuffled phrases packed into (N, length) rows: [CLS] a [SEP] b [SEP] ... [PAD]...; a phrase never split."""
-    rows, current = [], [special["[CLS]"]]
-    for index in rng.permutation(len(phrases)):
-        phrase = list(phrases[index][: length - 2])
-        if len(current) + len(phrase) + 1 > length:
-            rows.append(current)
-            current = [special["[CLS]"]]
-        current += phrase + [special["[SEP]"]]
-    rows.append(current)
-    packed = np.full((len(rows), length), special["[PAD]"], "int32")
-    for number, row in enumerate(rows):
-        packed[number, : len(row)] = row
-    return packed
+    from keras_tx.data.masking import pack_rows
+
+    return pack_rows(phrases, length, special, rng)
 
 
 class LengthBuckets(keras.utils.PyDataset):

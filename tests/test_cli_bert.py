@@ -31,7 +31,9 @@ def sst2_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory, sst2_folder):
     out = tmp_path_factory.mktemp("runs") / "bert"
-    keras_tx("train", "bert", "--data-dir", sst2_folder, "--steps", 6, "--eval-interval", 3, "--out", out, *TINY_BERT)
+    # --pack, as saved_models/bert_mlm was trained (one text per sequence runs in test_text_classification)
+    keras_tx("train", "bert", "--data-dir", sst2_folder, "--pack", "--steps", 6, "--eval-interval", 3, "--out", out,
+             *TINY_BERT)
     return out
 
 
@@ -40,7 +42,8 @@ def test_train_bert_writes_a_model_directory(bert_dir):
     assert metadata["kind"] == "masked_lm" and metadata["sequence_length"] == 16
     assert (bert_dir / "model.keras").is_file() and (bert_dir / "vocab.txt").is_file()
     assert 0 <= metadata["metrics"]["val_masked_accuracy"] <= 1
-    assert "keras-tx train bert" in metadata["command"]
+    assert "keras-tx train bert" in metadata["command"] and "--pack" in metadata["command"]
+    assert metadata["packing"].startswith("training texts not part of another, several to a sequence")
 
 
 def test_fill_mask_prints_top_k_per_mask(bert_dir):

@@ -210,6 +210,55 @@ def mlm_dataset(
     )
 
 
+def packed_mlm_dataset(texts, tokenizer, sequence_length, batch_size, seed=0, start_step=0, mask_rate=0.15,
+                       max_predictions=None):
+    """Endless masked-LM batches `(features, labels, sample_weights)` of `texts` packed several to a sequence
+    ([CLS] a [SEP] b [SEP] ... [PAD]..., RoBERTa's "full sentences"; `keras_tx.data.masking.pack_rows`).
+
+    Only the distinct texts that are not part of another are kept (`keras_tx.data.masking.distinct_rows`: SST-2's
+    phrases are parts of its sentences). Each pass over them is shuffled and packed afresh from `seed + pass`, and
+    the masks are drawn afresh every batch, so no two passes see the same sequences.
+
+    Args:
+        texts: a list of strings.
+        tokenizer, sequence_length, batch_size, mask_rate, max_predictions: as `mlm_dataset`.
+        seed: the packing of pass p is drawn from `seed + p`.
+        start_step: batches to skip (a resumed run continues with the batches it stopped at).
+
+    Example:
+    >>> model.fit(packed_mlm_dataset(texts, tokenizer, 64, 128), steps_per_epoch=100, epochs=10)
+    """
+    import itertools
+
+    from keras_tx.data.masking import distinct_rows, pack_rows
+
+    if max_predictions is None:
+        max_predictions = max(1, math.ceil(mask_rate * (sequence_length - 2)))
+    texts = list(texts)
+    if not texts:
+        raise ValueError("Expected at least one text, got none.")
+    rows = distinct_rows([np.asarray(row, "int32") for row in tokenizer(texts)])  # eager: a list of id lists
+    if not rows:
+        raise ValueError("The texts have no tokens to pack.")
+    special = special_token_ids(tokenizer)
+
+    def sequences():
+        for number in itertools.count():
+            yield from pack_rows(rows, sequence_length, special, np.random.default_rng(seed + number))
+
+    def features(token_ids):
+        return {"token_ids": token_ids, "segment_ids": tf.zeros_like(token_ids),
+                "padding_mask": tf.cast(tf.not_equal(token_ids, special[PAD]), "int32")}
+
+    dataset = tf.data.Dataset.from_generator(sequences,
+                                             output_signature=tf.TensorSpec([sequence_length], tf.int32))
+    return (
+        dataset.batch(batch_size, drop_remainder=True).skip(start_step).map(features)
+        .map(make_mlm_masker(tokenizer, mask_rate, max_predictions), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
 def _tokenized(dataset, pack, cache):
     """Pack an unbatched dataset of texts (or of (text, label)) 1024 at a time, then unbatch and maybe cache."""
     if isinstance(dataset.element_spec, tuple):

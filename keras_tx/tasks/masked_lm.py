@@ -1,6 +1,7 @@
 """Masked prediction: BERT (`BERTMaskedLM`) and its WordPiece tokenizer.
 
     keras-tx train bert --data-dir sst2 --out runs/bert     # MaskedLM.configs["bert"]: BERTConfig
+    keras-tx train bert --data-dir sst2 --pack --out runs/bert  # several phrases per sequence, as saved_models/bert_mlm
     keras-tx fill-mask runs/bert "the movie was [MASK] ."
     keras-tx evaluate runs/bert --data-dir sst2
 
@@ -40,6 +41,10 @@ class BERTConfig(BERTTrainingDefaults, StackConfig, TrainingConfig):
     intermediate_dim: int = flag(None, "default 4 * hidden-dim", POSITIVE)
     sequence_length: int = flag(64, None, integer(4))
     vocabulary_size: int = flag(8000, None, integer(16))
+    pack: bool = flag(False, "pack several training texts into each sequence ([CLS] a [SEP] b [SEP] ..., "
+                             "RoBERTa's full sentences), only those not part of another (SST-2's phrases are parts of "
+                             "its sentences), packed afresh every pass; validation stays one text per sequence",
+                      group="data")
     batch_size: int = default("batch_size", 64)
     eval_batches: int = default("eval_batches", 20)
     learning_rate: float = default("learning_rate", 5e-4)
@@ -268,7 +273,11 @@ class MaskedLM(BERTTask):
 
     @classmethod
     def batches(cls, config, data, model, seed):
-        from keras_tx.data.wordpiece import mlm_dataset
+        from keras_tx.data.wordpiece import mlm_dataset, packed_mlm_dataset
+
+        if config.pack:
+            return lambda start_step: packed_mlm_dataset(data.train_texts, data.tokenizer, config.sequence_length,
+                                                         config.batch_size, seed=seed, start_step=start_step)
 
         def batches(start_step):
             # Masks are drawn afresh every pass; a resumed run continues with new masks from the step it stopped at.
@@ -289,6 +298,9 @@ class MaskedLM(BERTTask):
                      "validation",
             "sequence_length": config.sequence_length,
             "masking": "15% of tokens selected; of those 80% [MASK], 10% random token, 10% unchanged",
+            "packing": ("training texts not part of another, several to a sequence ([CLS] a [SEP] b [SEP] ...), "
+                        "packed afresh every pass; validation one text per sequence") if config.pack
+                       else "one text per sequence",
         }
         if data.start is not None:
             fields.update(init_from=config.init_from,

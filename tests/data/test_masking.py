@@ -1,8 +1,10 @@
-"""The NumPy masked-LM masker: BERT's 15% / 80-10-10 rule over >= 100k tokens, specials untouched, seeded."""
+"""The NumPy masked-LM data: BERT's 15% / 80-10-10 rule over >= 100k tokens, specials untouched, seeded; packing
+several texts into a sequence, the texts that are parts of others left out."""
 
 import numpy as np
+import pytest
 
-from keras_tx.data.masking import mask_token_ids
+from keras_tx.data.masking import distinct_rows, mask_token_ids, pack_rows
 
 SPECIAL = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
 
@@ -53,3 +55,44 @@ def test_the_same_seed_gives_the_same_masks():
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[1], other[1])
     assert (first[3].sum(1) <= 5).all()  # capped at max_predictions
+
+
+def test_distinct_rows_drops_parts_of_other_rows_and_repeats():
+    rows = [[5, 6], [4, 5, 6, 7], [8], [4, 5, 6, 7], [12, 3], [1, 23], [], [6, 7, 9]]
+    kept = [row.tolist() for row in distinct_rows(rows)]
+    # [5, 6] is inside [4, 5, 6, 7], which is kept once; [6, 7, 9] only overlaps it; ids stay whole ("1 23" is not
+    # inside "12 3"); an empty row has nothing to keep.
+    assert kept == [[4, 5, 6, 7], [6, 7, 9], [12, 3], [1, 23], [8]]
+
+
+def test_distinct_rows_beyond_the_fold():
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(10, 10_000, size=8) for _ in range(1200)]  # more than the 500 kept apart before folding
+    parts = [row[2:5] for row in rows[::7]]
+    kept = distinct_rows(rows + parts + rows[:300])
+    assert sorted(map(tuple, kept)) == sorted(set(map(tuple, rows)))
+
+
+def test_pack_rows_places_every_row_once_whole_and_fills_each_sequence():
+    rng = np.random.default_rng(1)
+    rows = [rng.integers(5, 100, size=rng.integers(1, 12)).tolist() for _ in range(300)] + [list(range(5, 45))]
+    packed = pack_rows(rows, 16, SPECIAL, np.random.default_rng(2))
+    assert packed.shape[1] == 16 and packed.dtype == np.int32
+    assert (packed[:, 0] == SPECIAL["[CLS]"]).all()
+    found = []
+    for sequence in packed:
+        content = sequence[sequence != SPECIAL["[PAD]"]]
+        assert content[-1] == SPECIAL["[SEP]"] and (sequence[len(content):] == SPECIAL["[PAD]"]).all()
+        pieces = np.split(content[1:], np.flatnonzero(content[1:] == SPECIAL["[SEP]"]) + 1)[:-1]
+        found.append([piece[:-1].tolist() for piece in pieces])
+    flat = [piece for sequence in found for piece in sequence]
+    expected = [row[:14] for row in rows]  # the 40-token row is cut to length - 2
+    assert sorted(flat) == sorted(expected)
+    for sequence, following in zip(packed, found[1:]):  # the next sequence's first row did not fit
+        assert (sequence != SPECIAL["[PAD]"]).sum() + len(following[0]) + 1 > 16
+    again = pack_rows(rows, 16, SPECIAL, np.random.default_rng(2))
+    other = pack_rows(rows, 16, SPECIAL, np.random.default_rng(3))
+    np.testing.assert_array_equal(packed, again)
+    assert packed.shape != other.shape or not np.array_equal(packed, other)
+    with pytest.raises(ValueError, match="length 2"):
+        pack_rows(rows, 2, SPECIAL, rng)

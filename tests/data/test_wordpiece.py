@@ -11,6 +11,7 @@ from keras_tx.data.wordpiece import (
     make_wordpiece_tokenizer,
     mask_language_model_inputs,
     mlm_dataset,
+    packed_mlm_dataset,
     save_tokenizer,
     train_wordpiece_vocabulary,
 )
@@ -135,6 +136,29 @@ def test_mlm_dataset(tokenizer):
     assert features["mask_positions"].dtype == tf.int32
     assert np.all(weights.numpy().sum(axis=1) >= 1)
     assert sum(1 for _ in dataset) == 5
+
+
+def test_packed_mlm_dataset(tokenizer):
+    # CORPUS is 4 distinct sentences ten times over: a pass packs the 4 once, about one batch.
+    dataset = packed_mlm_dataset(CORPUS, tokenizer, sequence_length=24, batch_size=2, seed=0)
+    batches = list(dataset.take(6))  # endless: several passes
+    assert len(batches) == 6
+    features, labels, weights = batches[0]
+    assert set(features) == {"token_ids", "segment_ids", "padding_mask", "mask_positions"}
+    assert features["token_ids"].shape == (2, 24) and labels.shape == weights.shape == (2, 4)  # ceil(0.15 * 22)
+    longest = max(len(tokenizer(text)) for text in set(CORPUS)) + 2  # one sentence with [CLS] and [SEP]
+    for features, _, weights in batches:
+        mask = features["padding_mask"].numpy()
+        assert (mask[:, :-1] >= mask[:, 1:]).all()  # the tokens, then padding
+        assert (mask.sum(1) > longest).all()  # two sentences or more in every sequence
+        assert (features["token_ids"].numpy()[:, 0] == tokenizer.token_to_id("[CLS]")).all()
+        assert (weights.numpy().sum(1) >= 1).all()
+    # A resumed run: start_step skips batches; the packing (padding masks) is that of an uninterrupted stream.
+    resumed = list(packed_mlm_dataset(CORPUS, tokenizer, 24, 2, seed=0, start_step=3).take(3))
+    for later, earlier in zip(resumed, batches[3:]):
+        np.testing.assert_array_equal(later[0]["padding_mask"], earlier[0]["padding_mask"])
+    with pytest.raises(ValueError, match="at least one text"):
+        packed_mlm_dataset([], tokenizer, 24, 2)
 
 
 def test_classification_dataset(tokenizer):
