@@ -265,6 +265,7 @@ def fit(
         The list of history records (history.json's content).
     """
     os.makedirs(out_dir, exist_ok=True)
+    validation_data = _counted(validation_data) if validation_steps is None else validation_data
     backup = AtomicBackup(os.path.join(out_dir, "backup"))
     history = HistoryJSON(os.path.join(out_dir, "history.json"), steps_per_epoch, total_steps)
     monitor = "val_loss" if validation_data is not None else "loss"
@@ -300,6 +301,18 @@ def fit(
         )
         initial_epoch = end_epoch
     return history.records
+
+
+def _counted(dataset):
+    """A tf.data validation set whose number of batches Keras cannot know (after `unbatch`, `filter`, a generator)
+    with that number asserted, counted in one pass: Keras otherwise warns, at every evaluation, that the "input ran
+    out of data; interrupting training" when it reaches the end. Anything else is returned as it is."""
+    import tensorflow as tf
+
+    if not isinstance(dataset, tf.data.Dataset) or int(dataset.cardinality()) != int(tf.data.UNKNOWN_CARDINALITY):
+        return dataset
+    count = int(dataset.reduce(0, lambda count, *_: count + 1))
+    return dataset.apply(tf.data.experimental.assert_cardinality(count))
 
 
 def _write_json(path, value):

@@ -118,3 +118,15 @@ def test_a_minimum_learning_rate_above_the_learning_rate_is_refused_before_anyth
     with pytest.raises(ValueError, match=r"^--min-learning-rate 0\.0001 is above --learning-rate 3e-05: .*\.$"):
         tasks.train(tasks.GPTConfig(learning_rate=3e-5, steps=2, out=str(out)))
     assert not out.exists()
+
+
+def test_a_validation_set_of_unknown_length_is_counted_once():
+    import tensorflow as tf
+
+    unknown = tf.data.Dataset.range(10).filter(lambda x: x % 3 == 0).batch(2)  # 4 elements, 2 batches
+    assert int(unknown.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
+    counted = training._counted(unknown)
+    assert int(counted.cardinality()) == 2
+    assert [b.numpy().tolist() for b in counted] == [[0, 3], [6, 9]]
+    known = tf.data.Dataset.range(4).batch(3)
+    assert training._counted(known) is known and training._counted(None) is None
