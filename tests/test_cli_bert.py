@@ -74,6 +74,9 @@ def test_evaluate_scores_masked_tokens_on_the_validation_split(bert_dir, sst2_fo
     assert 0 <= scores["masked_accuracy"] <= 1 and scores["masked_loss"] > 0 and scores["masked_tokens"] >= 40
     again = json.loads(keras_tx("evaluate", bert_dir, "--data-dir", sst2_folder).stdout.strip().splitlines()[-1])
     assert again == scores  # the masks come from a fixed seed
+    metrics = json.loads((bert_dir / "metadata.json").read_text())["metrics"]  # train bert's own final figures
+    assert round(metrics["val_masked_accuracy"], 4) == scores["masked_accuracy"]
+    assert round(metrics["val_loss"], 4) == scores["masked_loss"]
 
 
 def test_evaluate_needs_the_text(bert_dir):

@@ -302,6 +302,12 @@ class MaskedLM(BERTTask):
                         "packed afresh every pass; validation one text per sequence") if config.pack
                        else "one text per sequence",
         }
+        # The validation figures `keras-tx evaluate` prints (one text per sequence, seeded masks, the mean over the
+        # masked tokens): Keras' weighted val_loss also averages in the empty mask slots as zeros.
+        scores = cls(model, {"sequence_length": config.sequence_length}).scores(data.val_texts)
+        metrics.update(val_masked_accuracy=scores["masked_accuracy"], val_loss=scores["masked_loss"])
+        fields["val_measure"] = ("the validation texts, one per sequence, seeded masks, mean over the masked tokens "
+                                 "(keras-tx evaluate)")
         if data.start is not None:
             fields.update(init_from=config.init_from,
                           **{key: data.start.metadata[key] for key in ("preset",) if key in data.start.metadata})
