@@ -79,5 +79,17 @@ def test_evaluate_scores_masked_tokens_on_the_validation_split(bert_dir, sst2_fo
     assert round(metrics["val_loss"], 4) == scores["masked_loss"]
 
 
-def test_evaluate_needs_the_text(bert_dir):
-    assert "--data-dir" in one_line_error(keras_tx("evaluate", bert_dir, check=False))
+def test_evaluate_defaults_to_the_training_data_and_else_needs_the_text(bert_dir, tmp_path):
+    import shutil
+
+    from tests.test_cli import keras_tx_here
+
+    result = keras_tx_here("evaluate", bert_dir)  # the data train bert recorded
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["validation_texts"] == 40
+    older = tmp_path / "bert"  # a directory from before "data" was recorded
+    shutil.copytree(bert_dir, older)
+    metadata = json.loads((older / "metadata.json").read_text())
+    del metadata["data"]
+    (older / "metadata.json").write_text(json.dumps(metadata))
+    assert "--data-dir" in one_line_error(keras_tx_here("evaluate", older))

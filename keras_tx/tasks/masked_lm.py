@@ -143,9 +143,12 @@ class MaskedLM(BERTTask):
         return {"masked_accuracy": correct / total, "masked_loss": nats / total, "masked_tokens": int(total)}
 
     def evaluate(self, dataset=None, text_file=None, data_dir=None, batches=200, batch_size=12):
-        if not (dataset or text_file or data_dir):
-            raise ValueError("evaluate on a masked LM needs the text: --data-dir (e.g. an SST-2 folder), --dataset "
-                             "or --text-file.")
+        if not (dataset or text_file or data_dir):  # the data it was trained on, as train bert recorded it
+            if "data" not in self.metadata:
+                raise ValueError("evaluate on a masked LM needs the text: --data-dir (e.g. an SST-2 folder), "
+                                 "--dataset or --text-file.")
+            recorded = self.metadata["data"]
+            dataset, text_file, data_dir = recorded.get("dataset"), recorded.get("text_file"), recorded.get("data_dir")
         _, validation, source = masked_lm_texts(BERTConfig(dataset=dataset, text_file=text_file, data_dir=data_dir))
         scores = self.scores(validation)
         return {"model_dir": self.model_dir, "dataset": source, "validation_texts": len(validation),
@@ -294,6 +297,7 @@ class MaskedLM(BERTTask):
         sst2 = "SST-2" in data.source or "sst2" in data.source
         fields = {
             "config": model.backbone.get_config(), "tokenizer": "vocab.txt", "dataset": data.source,
+            "data": {"data_dir": config.data_dir, "dataset": config.dataset, "text_file": config.text_file},
             "split": "the dataset's train / validation split" if sst2 else "first 90% of lines train, last 10% "
                      "validation",
             "sequence_length": config.sequence_length,
