@@ -14,8 +14,11 @@ phrases (those inside no other one: 7,817, 200k tokens), packed several to a seq
 RoBERTa's "full sentences"), packed afresh each epoch: no sequence holds a phrase and a part of it to copy from,
 and no position is padding. Fine-tuning uses every labelled phrase, in batches of similar length cut to their
 longest member (a few compiled shapes instead of 64 positions for 13 tokens).
-    python benchmarks/sst2.py score --data .data/sst2 --run runs/sst2 --out saved_models/bert_mlm
+    python benchmarks/sst2.py score --data .data/sst2 --run runs/sst2 --out runs/sst2_mlm
         (TensorFlow side) the masked LM rebuilt with its tokenizer, written as a model directory.
+
+The packing and masking are keras_tx's (`keras_tx.data.masking`), so `keras-tx train bert --pack` pretrains on the
+same sequences through tf.data; that command (the Makefile's saved-models recipe) makes saved_models/bert_mlm.
 
 The dev set (872 sentences) is GLUE's; its test labels are not public. Measurement 3 of issue "text models": goal
 >= 82% dev accuracy after pretraining, and the from-scratch number beside it.
