@@ -38,11 +38,10 @@ saved-models: $(VENV)/.installed
 		--intermediate-dim 1024 --context 128 --batch-size 64 --steps 640 --eval-interval 80 --eval-batches 12 \
 		--dropout 0.0 --learning-rate 2e-3 --min-learning-rate 1e-4 --warmup-steps 80 --jit-compile on \
 		--no-tensorboard --verbose 2 --out saved_models/gpt_shakespeare --force
-	$(PY) benchmarks/sst2.py prepare --data-dir $(DATA)/sst2 --out .data/sst2
-	$(PY) benchmarks/sst2.py train --data .data/sst2 --out runs/sst2 --pretrain-epochs 45 --eval-every 5 \
-		--pretrain-budget 2400 --learning-rate 2e-4
-	$(PY) benchmarks/sst2.py score --data .data/sst2 --run runs/sst2 --out saved_models/bert_mlm --force \
-		--device "2-core CPU"
+	$(KT) train bert --data-dir $(DATA)/sst2 --pack --num-layers 4 --num-heads 4 --hidden-dim 128 \
+		--intermediate-dim 512 --sequence-length 64 --vocabulary-size 8000 --batch-size 128 --steps 1200 \
+		--eval-interval 100 --learning-rate 1e-3 --min-learning-rate 1e-4 --warmup-steps 120 --jit-compile on \
+		--no-tensorboard --verbose 2 --out saved_models/bert_mlm --force
 	$(KT) train sentiment --data-dir $(DATA)/sst2 --init-from saved_models/bert_mlm --sequence-length 48 \
 		--batch-size 32 --steps 1200 --eval-interval 300 --learning-rate 3e-4 --no-tensorboard --verbose 2 \
 		--out saved_models/sentiment_sst2 --force
@@ -53,12 +52,8 @@ saved-models: $(VENV)/.installed
 	$(KT) train igpt --data-dir $(DATA)/fashion_mnist --train-size 20000 --test-size 2000 --num-layers 2 \
 		--hidden-dim 64 --num-heads 2 --epochs 3 --jit-compile on --no-tensorboard --verbose 2 \
 		--out saved_models/igpt_fashion_mnist --force
-	$(PY) benchmarks/translation.py prepare --data-dir $(DATA)/multi30k --out .data/multi30k
-	$(PY) benchmarks/translation.py train --data .data/multi30k --out runs/multi30k --num-layers 2 --hidden-dim 128 \
-		--intermediate-dim 512 --epochs 12 --warmup-steps 300 --learning-rate 1e-3 --time-budget 2700
-	$(PY) benchmarks/translation.py train --data .data/multi30k --out runs/multi30k_more --init-from runs/multi30k \
-		--epochs 4 --learning-rate 5e-4 --warmup-steps 100 --time-budget 2700
-	$(PY) benchmarks/translation.py score --data .data/multi30k --run runs/multi30k_more --device "2-core CPU" \
+	$(KT) train transformer --data-dir $(DATA)/multi30k --num-layers 2 --hidden-dim 128 --intermediate-dim 512 \
+		--epochs 8 --learning-rate 1e-3 --warmup-steps 300 --jit-compile on --no-tensorboard --verbose 2 \
 		--out saved_models/translation_de_en --force
 	rm -f saved_models/*/best.weights.h5
 

@@ -35,11 +35,14 @@ TRAINING_COMMANDS = {
     "gpt_shakespeare": (
         f"keras-tx train gpt --text-file {DATA}/tiny_shakespeare/input.txt --num-layers 4 --num-heads 4 "
         "--hidden-dim 256 --intermediate-dim 1024 --context 128 --batch-size 64 --steps 640 --eval-interval 80 "
-        "--eval-batches 12 --learning-rate 2e-3 --warmup-steps 80 --jit-compile on --out {out}"
+        "--eval-batches 12 --dropout 0.0 --learning-rate 2e-3 --min-learning-rate 1e-4 --warmup-steps 80 "
+        "--jit-compile on --out {out}"
     ),
     "bert_mlm": (
-        f"keras-tx train bert --data-dir {DATA}/sst2 --num-layers 2 --hidden-dim 128 --num-heads 2 "
-        "--vocabulary-size 8000 --sequence-length 48 --batch-size 32 --steps 3000 --eval-interval 500 --out {out}"
+        f"keras-tx train bert --data-dir {DATA}/sst2 --pack --num-layers 4 --num-heads 4 --hidden-dim 128 "
+        "--intermediate-dim 512 --sequence-length 64 --vocabulary-size 8000 --batch-size 128 --steps 1200 "
+        "--eval-interval 100 --learning-rate 1e-3 --min-learning-rate 1e-4 --warmup-steps 120 --jit-compile on "
+        "--out {out}"
     ),
     "vit_fashion_mnist": (
         f"keras-tx train vit --data-dir {DATA}/fashion_mnist --patch-size 7 --num-layers 6 --num-heads 4 "

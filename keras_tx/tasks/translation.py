@@ -79,7 +79,7 @@ class Translation(Task):
     Example:
     >>> translator = Translator.load("saved_models/translation_de_en")
     >>> translator.translate("Ein Mann fährt Fahrrad.")
-    'a man is riding a bike.'
+    'a man is riding a bicycle.'
     """
 
     kind = "translation"

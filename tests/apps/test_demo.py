@@ -439,3 +439,11 @@ def test_imported_models_are_listed_beside_the_others(app, demo_models, tmp_path
     lm.compile(sampler="greedy")
     ids, _ = tasks.load(out).prompt_ids("Hello world", 8)
     assert generated(at) == lm.generate("Hello world", max_length=len(ids) + 8)
+
+
+def test_the_hint_for_a_missing_model_is_its_makefile_command():
+    from tests.test_shipped_commands import RUNTIME, _arguments, _makefile_commands
+
+    makefile = [_arguments(line, drop=tuple(RUNTIME)) for line in _makefile_commands()]
+    for name, command in demo_lib.TRAINING_COMMANDS.items():
+        assert _arguments(command.format(out="x"), drop=tuple(RUNTIME)) in makefile, name
