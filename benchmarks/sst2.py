@@ -10,9 +10,9 @@
 
 SST-2's 67,349 training rows are phrases of the parse trees of ~8,000 sentences, most of them parts of others
 ("is great" of "the acting is great"), averaging 13 tokens. Pretraining therefore reads the distinct maximal
-phrases (those inside no other one: 7,817, 200k tokens), packed several to a sequence ([CLS] a [SEP] b [SEP] ...,
-RoBERTa's "full sentences"), packed afresh each epoch: no sequence holds a phrase and a part of it to copy from,
-and no position is padding. Fine-tuning uses every labelled phrase, in batches of similar length cut to their
+phrases (those inside no other one, cut to 62 pieces: 6,888 and 162k pieces), packed several to a sequence
+([CLS] a [SEP] b [SEP] ..., RoBERTa's "full sentences"), packed afresh each epoch: no sequence holds a phrase and a
+part of it to copy from. Fine-tuning uses every labelled phrase, in batches of similar length cut to their
 longest member (a few compiled shapes instead of 64 positions for 13 tokens).
     python benchmarks/sst2.py score --data .data/sst2 --run runs/sst2 --out runs/sst2_mlm
         (TensorFlow side) the masked LM rebuilt with its tokenizer, written as a model directory.

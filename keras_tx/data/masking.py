@@ -54,8 +54,9 @@ def distinct_rows(rows):
     """The token lists of `rows` that are not part of another row (contiguously), each once, longest first.
 
     SST-2's training rows are the phrases of the parse trees of its sentences, most of them parts of others ("is
-    great" of "the acting is great"): 67,349 rows, 7,817 of them distinct. Packed together, a sequence holding a
-    phrase and a part of it would let the model copy a masked token instead of predicting it.
+    great" of "the acting is great"): of its 67,349 rows, 6,882 are part of no other (tokenized by saved_models/
+    bert_mlm's 7,606 pieces). Packed together, a sequence holding a phrase and a part of it would let the model
+    copy a masked token instead of predicting it.
 
     Args:
         rows: lists or 1-D arrays of token ids.
