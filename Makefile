@@ -24,7 +24,7 @@ demo: $(VENV)/.installed-main
 
 ## The test suite (what .ci/run runs).
 test: $(VENV)/.installed
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15 tests
 
 ## Side-by-side benchmarks; results go to benchmarks/RESULTS.md by hand, with the command.
 bench: $(VENV)/.installed
